@@ -1,0 +1,33 @@
+//! Floe's core: everything that decides what an ID is, with no I/O and no async runtime.
+//!
+//! - [`layout`]: bit layouts (presets, spec strings, compose/decode, capacity, validation);
+//! - [`clock`]: the [`Clock`] trait, the system and machine clocks, a manual clock for tests;
+//! - [`generator`]: the lock-free snowflake [`Generator`];
+//! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark.
+//!
+//! ```
+//! use floe_core::{Generator, GeneratorConfig, Layout, MemoryHighWater, SystemClock};
+//! let layout = Layout::parse("twitter").unwrap();
+//! let identity = layout.identity(&[("worker".into(), 7)]).unwrap();
+//! let generator = Generator::new(
+//!     layout, identity, GeneratorConfig::default(), SystemClock, Box::new(MemoryHighWater::new()),
+//! ).unwrap();
+//! let lane = generator.assign_lane();
+//! let a = generator.next_id(lane).unwrap();
+//! let b = generator.next_id(lane).unwrap();
+//! assert!(b > a);
+//! ```
+
+pub mod clock;
+pub mod generator;
+pub mod highwater;
+pub mod layout;
+mod sync;
+
+pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
+pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
+pub use highwater::{HighWater, HighWaterError, MemoryHighWater};
+pub use layout::{
+    Capacity, Decoded, DecodeError, Field, FieldKind, Identity, IdentityError, Layout,
+    LayoutError, TimeSpec, PRESETS,
+};
