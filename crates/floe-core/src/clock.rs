@@ -201,7 +201,13 @@ mod tests {
     #[test]
     fn offset_clock_shifts_both_ways() {
         let wall = ManualClock::new(10_000);
-        assert_eq!(OffsetClock::new(&wall as &dyn Clock, -5_000).now_ms(), 5_000);
-        assert_eq!(OffsetClock::new(&wall as &dyn Clock, 5_000).now_ms(), 15_000);
+        assert_eq!(
+            OffsetClock::new(&wall as &dyn Clock, -5_000).now_ms(),
+            5_000
+        );
+        assert_eq!(
+            OffsetClock::new(&wall as &dyn Clock, 5_000).now_ms(),
+            15_000
+        );
     }
 }

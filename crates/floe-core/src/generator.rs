@@ -446,13 +446,17 @@ impl<C: Clock> Generator<C> {
             Some(mark) => mark.saturating_sub(time.epoch_ms).div_ceil(unit),
             None => 0,
         };
-        let now_tick = layout.tick_at(now_ms).ok_or_else(|| GenError::ClockBeforeEpoch {
-            now: rfc3339(now_ms),
-            epoch: rfc3339(time.epoch_ms),
-        })?;
+        let now_tick = layout
+            .tick_at(now_ms)
+            .ok_or_else(|| GenError::ClockBeforeEpoch {
+                now: rfc3339(now_ms),
+                epoch: rfc3339(time.epoch_ms),
+            })?;
         let start_word = floor << seq_bits;
         Ok(Generator {
-            lanes: (0..lanes).map(|_| LaneWord(AtomicU64::new(start_word))).collect(),
+            lanes: (0..lanes)
+                .map(|_| LaneWord(AtomicU64::new(start_word)))
+                .collect(),
             next_lane: AtomicUsize::new(0),
             seen: LaneWord(AtomicU64::new(now_tick.max(floor))),
             hw_end: AtomicU64::new(0),
@@ -505,12 +509,12 @@ impl<C: Clock> Generator<C> {
     #[inline]
     fn wall(&self) -> Result<(u64, u64), GenError> {
         let ms = self.clock.now_ms();
-        let since = ms
-            .checked_sub(self.plan.epoch_ms)
-            .ok_or_else(|| GenError::ClockBeforeEpoch {
-                now: rfc3339(ms),
-                epoch: rfc3339(self.plan.epoch_ms),
-            })?;
+        let since =
+            ms.checked_sub(self.plan.epoch_ms)
+                .ok_or_else(|| GenError::ClockBeforeEpoch {
+                    now: rfc3339(ms),
+                    epoch: rfc3339(self.plan.epoch_ms),
+                })?;
         // A division costs more than the rest of the hot path; ms layouts skip it.
         let tick = if self.plan.unit_ms == 1 {
             since
@@ -721,9 +725,7 @@ impl<C: Clock> Generator<C> {
             logical_ms: self.plan.tick_start_ms(logical),
             behind_ms: (seen - now) * self.plan.unit_ms,
             rollback_exceeded: seen - now > self.max_rollback,
-            high_water_ms: self
-                .plan
-                .tick_start_ms(self.hw_end.load(Ordering::Relaxed)),
+            high_water_ms: self.plan.tick_start_ms(self.hw_end.load(Ordering::Relaxed)),
         }
     }
 }

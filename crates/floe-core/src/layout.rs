@@ -8,6 +8,7 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use thiserror::Error;
 
 /// Milliseconds in one day, for printing epochs that fall on midnight as plain dates.
@@ -195,7 +196,10 @@ fn date_ms(y: i32, m: u32, d: u32) -> u64 {
 
 impl Layout {
     /// Builds a layout from fields listed most significant first; shifts are computed here.
-    pub fn new(fields: Vec<(String, FieldKind, u32)>, time: TimeSpec) -> Result<Layout, LayoutError> {
+    pub fn new(
+        fields: Vec<(String, FieldKind, u32)>,
+        time: TimeSpec,
+    ) -> Result<Layout, LayoutError> {
         if time.unit_ms == 0 {
             return Err(LayoutError::ZeroUnit);
         }
@@ -248,7 +252,10 @@ impl Layout {
                 shift,
             });
         }
-        let time_shift = out.iter().find(|f| f.kind == FieldKind::Time).map(|f| f.shift);
+        let time_shift = out
+            .iter()
+            .find(|f| f.kind == FieldKind::Time)
+            .map(|f| f.shift);
         if let Some(f) = out.iter().find(|f| {
             matches!(f.kind, FieldKind::Seq | FieldKind::Lane) && Some(f.shift) > time_shift
         }) {
@@ -287,12 +294,14 @@ impl Layout {
 
     /// The time field (every layout has exactly one).
     pub fn time_field(&self) -> &Field {
-        self.field(FieldKind::Time).expect("validated layout has a time field")
+        self.field(FieldKind::Time)
+            .expect("validated layout has a time field")
     }
 
     /// The sequence field (every layout has exactly one).
     pub fn seq_field(&self) -> &Field {
-        self.field(FieldKind::Seq).expect("validated layout has a seq field")
+        self.field(FieldKind::Seq)
+            .expect("validated layout has a seq field")
     }
 
     /// The node identity fields, most significant first.
@@ -483,6 +492,51 @@ impl Decoded {
     }
 }
 
+impl Serialize for Decoded {
+    /// `{"id", "id_hex", "time", "unix_ms", "fields": {name: value, …}}`, fields in layout order;
+    /// the one JSON shape of a decoded ID (CLI and HTTP).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Fields<'a>(&'a [(String, u64)]);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let mut st = s.serialize_struct("Decoded", 5)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("id_hex", &format!("{:#018x}", self.id))?;
+        st.serialize_field("time", &self.time_rfc3339())?;
+        st.serialize_field("unix_ms", &self.unix_ms)?;
+        st.serialize_field("fields", &Fields(&self.fields))?;
+        st.end()
+    }
+}
+
+/// Parses `name=value` pairs separated by commas (`zone=1,dc=2,machine=3`), the one textual
+/// form of an identity for flags and environment variables.
+pub fn parse_identity_pairs(text: &str) -> Result<Vec<(String, u64)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("identity `{pair}` is not name=value (e.g. zone=1,dc=2)"))?;
+            let v = v.trim().parse::<u64>().map_err(|_| {
+                format!(
+                    "identity `{pair}`: `{}` is not a non-negative integer",
+                    v.trim()
+                )
+            })?;
+            Ok((k.trim().to_string(), v))
+        })
+        .collect()
+}
+
 /// The node identity: one value per node field, in layout order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Identity {
@@ -525,7 +579,7 @@ pub enum IdentityError {
 }
 
 /// What a layout can issue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Capacity {
     /// IDs one lane can issue in one tick.
     pub ids_per_tick_per_lane: u64,
@@ -543,7 +597,10 @@ pub struct Capacity {
 
 /// Formats Unix ms as RFC 3339 UTC with millisecond precision when needed.
 pub fn rfc3339(ms: u64) -> String {
-    match i64::try_from(ms).ok().and_then(DateTime::<Utc>::from_timestamp_millis) {
+    match i64::try_from(ms)
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+    {
         Some(t) if ms % 1000 == 0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         None => format!("beyond year 262143 ({ms} ms)"),
@@ -594,7 +651,9 @@ fn parse_unit(text: &str) -> Result<u64, String> {
     } else if let Some(n) = text.strip_suffix('s') {
         (n, 1000)
     } else {
-        return Err(format!("time unit `{text}` needs a suffix: ms or s (e.g. 1ms, 10ms, 1s)"));
+        return Err(format!(
+            "time unit `{text}` needs a suffix: ms or s (e.g. 1ms, 10ms, 1s)"
+        ));
     };
     let n: u64 = num
         .parse()
@@ -637,7 +696,10 @@ fn parse_spec(text: &str) -> Result<Layout, LayoutError> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             || name.as_bytes()[0].is_ascii_digit()
         {
-            return Err(syntax(token, "field names are lowercase letters, digits and _"));
+            return Err(syntax(
+                token,
+                "field names are lowercase letters, digits and _",
+            ));
         }
         let kind = match name {
             "time" => FieldKind::Time,
@@ -727,7 +789,10 @@ fn parse_preset(text: &str) -> Result<Layout, LayoutError> {
                 } else {
                     "epoch"
                 };
-                return Err(opt_err(k, format!("is unknown; this preset takes: {known}")));
+                return Err(opt_err(
+                    k,
+                    format!("is unknown; this preset takes: {known}"),
+                ));
             }
         }
     }
@@ -803,7 +868,11 @@ fn parse_preset(text: &str) -> Result<Layout, LayoutError> {
             date_ms(2016, 5, 20),
         ),
         "goldflake" => (
-            vec![f("time", Time, 42), f("worker", Node, 10), f("seq", Seq, 12)],
+            vec![
+                f("time", Time, 42),
+                f("worker", Node, 10),
+                f("seq", Seq, 12),
+            ],
             1,
             1_652_284_800_000,
         ),
@@ -915,7 +984,10 @@ mod tests {
     fn identity_ranges() {
         let l = Layout::parse("genid").unwrap();
         let e = l.identity(&[("zone".into(), 32)]).unwrap_err();
-        assert_eq!(e.to_string(), "identity field `zone` = 32 is out of range 0..=31");
+        assert_eq!(
+            e.to_string(),
+            "identity field `zone` = 32 is out of range 0..=31"
+        );
         let e = l.identity(&[("worker".into(), 1)]).unwrap_err();
         assert!(e.to_string().contains("zone, dc, machine"), "{e}");
         let id = l

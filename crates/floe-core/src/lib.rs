@@ -28,6 +28,6 @@ pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
 pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
 pub use highwater::{HighWater, HighWaterError, MemoryHighWater};
 pub use layout::{
-    Capacity, Decoded, DecodeError, Field, FieldKind, Identity, IdentityError, Layout,
-    LayoutError, TimeSpec, PRESETS,
+    parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind, Identity,
+    IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
 };

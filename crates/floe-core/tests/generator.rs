@@ -101,7 +101,12 @@ fn rollback_beyond_tolerance_errors_then_recovers() {
     let before = g.try_reserve(0, 3).unwrap().last().unwrap();
     clock.rewind(50);
     match g.try_reserve(0, 1) {
-        Err(e @ GenError::ClockRollback { behind_ms: 50, limit_ms: 10 }) => {
+        Err(
+            e @ GenError::ClockRollback {
+                behind_ms: 50,
+                limit_ms: 10,
+            },
+        ) => {
             assert!(e.to_string().contains("max_rollback is 10 ms"), "{e}")
         }
         other => panic!("expected ClockRollback, got {other:?}"),
@@ -144,7 +149,10 @@ fn restart_from_high_water_never_reissues() {
         }
         drop(g);
     }
-    assert!(refusals > 0, "back-to-back crashes should hit the rollback guard");
+    assert!(
+        refusals > 0,
+        "back-to-back crashes should hit the rollback guard"
+    );
     // A graceful shutdown lowers the mark to the last issued tick: no skipped window.
     clock.advance(20); // let the clock catch up with the crash loop's lead
     let g = build(tiny(), tiny_config(), clock.clone(), &hw);
@@ -169,7 +177,10 @@ fn restart_with_clock_in_the_past_refuses_then_serves_after_the_mark() {
     drop(g);
     clock.set(T0 - 5_000); // restarted with the clock 5 s in the past
     let g = build(tiny(), tiny_config(), clock.clone(), &hw);
-    assert!(matches!(g.try_reserve(0, 1), Err(GenError::ClockRollback { .. })));
+    assert!(matches!(
+        g.try_reserve(0, 1),
+        Err(GenError::ClockRollback { .. })
+    ));
     clock.set(T0);
     let next = g.try_reserve(0, 1).unwrap().first().unwrap();
     assert!(next > last);
@@ -299,13 +310,20 @@ fn batches_are_contiguous_and_bounded() {
     let mut buf = vec![0; 1000];
     r.fill(&mut buf);
     assert_increasing(&buf);
-    assert_eq!(buf[999] - buf[0], 999, "within one tick the IDs are consecutive");
+    assert_eq!(
+        buf[999] - buf[0],
+        999,
+        "within one tick the IDs are consecutive"
+    );
     match g.try_reserve(0, g.max_batch() + 1) {
         Err(e @ GenError::BatchTooLarge { .. }) => assert!(e.to_string().contains("over the")),
         other => panic!("expected BatchTooLarge, got {other:?}"),
     }
     assert!(g.try_reserve(0, 0).unwrap().is_empty());
-    assert!(matches!(g.try_reserve(5, 1), Err(GenError::NoLane { lane: 5, lanes: 1 })));
+    assert!(matches!(
+        g.try_reserve(5, 1),
+        Err(GenError::NoLane { lane: 5, lanes: 1 })
+    ));
 }
 
 #[test]
@@ -344,14 +362,20 @@ fn volume_hiding_keeps_uniqueness_and_order_and_leaves_gaps() {
         ids.push(id);
         assert_increasing(ids);
     }
-    let ticks: Vec<u64> = per_lane[0].iter().map(|id| layout.decode(*id).unwrap().tick).collect();
+    let ticks: Vec<u64> = per_lane[0]
+        .iter()
+        .map(|id| layout.decode(*id).unwrap().tick)
+        .collect();
     let gaps = ticks.windows(2).filter(|w| w[1] > w[0] + 4).count();
     assert!(gaps > 10, "expected visible jumps, saw {gaps}");
     let offsets = per_lane[0]
         .iter()
         .filter(|id| layout.decode(**id).unwrap().get("seq").unwrap() > 0)
         .count();
-    assert!(offsets > per_lane[0].len() / 2, "sequences should start at random offsets");
+    assert!(
+        offsets > per_lane[0].len() / 2,
+        "sequences should start at random offsets"
+    );
 }
 
 #[test]

@@ -8,7 +8,10 @@ use proptest::prelude::*;
 #[test]
 fn decodes_a_twitter_id() {
     // Known example: 1212161516238172202 >> 22 = 289001626343 ms after 1288834974657.
-    let d = Layout::parse("twitter").unwrap().decode(1212161516238172202).unwrap();
+    let d = Layout::parse("twitter")
+        .unwrap()
+        .decode(1212161516238172202)
+        .unwrap();
     assert_eq!(d.time_rfc3339(), "2020-01-01T00:00:01Z");
     assert_eq!(d.get("dc"), Some(3));
     assert_eq!(d.get("worker"), Some(7));
@@ -25,8 +28,15 @@ fn decodes_a_genid_id() {
     assert_eq!(d.time_rfc3339(), "2023-11-14T22:13:20Z");
     assert_eq!(
         d.fields,
-        [("time", 1_700_000_000), ("zone", 3), ("dc", 5), ("machine", 6), ("lane", 17), ("seq", 1234)]
-            .map(|(n, v)| (n.to_string(), v))
+        [
+            ("time", 1_700_000_000),
+            ("zone", 3),
+            ("dc", 5),
+            ("machine", 6),
+            ("lane", 17),
+            ("seq", 1234)
+        ]
+        .map(|(n, v)| (n.to_string(), v))
     );
 }
 
@@ -34,7 +44,10 @@ fn decodes_a_genid_id() {
 fn decodes_a_sonyflake_id() {
     // Sonyflake: 39 bits of 10 ms since 2014-09-01, 8 bits sequence, 16 bits machine.
     // 2024-01-01 is 29453760000 units after the epoch: 29453760000<<24 | 5<<16 | 0xBEEF.
-    let d = Layout::parse("sonyflake").unwrap().decode(494152093532536559).unwrap();
+    let d = Layout::parse("sonyflake")
+        .unwrap()
+        .decode(494152093532536559)
+        .unwrap();
     assert_eq!(d.time_rfc3339(), "2024-01-01T00:00:00Z");
     assert_eq!(d.tick, 29_453_760_000);
     assert_eq!(d.get("seq"), Some(5));
@@ -45,7 +58,10 @@ fn decodes_a_sonyflake_id() {
 fn decodes_a_masa_id() {
     // MASA: (timestamp - BaseTime) << (WorkerIdBits + SequenceBits) | workerId << SequenceBits | seq,
     // defaults 10 and 12 bits, ms. 2023-06-15T12:00:00.123Z - 2020-01-01 = 109_993_600_123 ms.
-    let d = Layout::parse("masa").unwrap().decode(457152292972400717).unwrap();
+    let d = Layout::parse("masa")
+        .unwrap()
+        .decode(457152292972400717)
+        .unwrap();
     assert_eq!(d.unix_ms, 1_686_830_400_123);
     assert_eq!(d.time_rfc3339(), "2023-06-15T12:00:00.123Z");
     assert_eq!(d.get("worker"), Some(513));
@@ -55,9 +71,17 @@ fn decodes_a_masa_id() {
 #[test]
 fn decode_refuses_foreign_bits() {
     let js = Layout::parse("js53").unwrap();
-    assert!(js.decode(1 << 53).unwrap_err().to_string().contains("53 bits"));
+    assert!(js
+        .decode(1 << 53)
+        .unwrap_err()
+        .to_string()
+        .contains("53 bits"));
     let tw = Layout::parse("twitter").unwrap();
-    assert!(tw.decode(1 << 63).unwrap_err().to_string().contains("sign bit"));
+    assert!(tw
+        .decode(1 << 63)
+        .unwrap_err()
+        .to_string()
+        .contains("sign bit"));
 }
 
 #[test]
@@ -70,7 +94,10 @@ fn every_preset_is_usable_today_except_baidu() {
         assert_eq!(Layout::parse(&l.to_string()).unwrap(), l, "{name}");
     }
     assert!(Layout::parse("js53").unwrap().total_bits() <= 53);
-    assert_eq!(rfc3339(Layout::parse("js53").unwrap().end_ms()), "2089-09-06T15:47:35.552Z");
+    assert_eq!(
+        rfc3339(Layout::parse("js53").unwrap().end_ms()),
+        "2089-09-06T15:47:35.552Z"
+    );
 }
 
 /// A random valid layout: optional sign, time, some node fields, optional lane, seq.
@@ -85,37 +112,40 @@ fn arb_layout() -> impl Strategy<Value = Layout> {
         0u64..1_700_000_000_000,
         any::<bool>(),
     )
-        .prop_filter_map("fits 64 bits", |(sign, time, nodes, lane, seq, unit, epoch, seq_last)| {
-            let mut fields = Vec::new();
-            if sign {
-                fields.push(("sign".to_string(), FieldKind::Sign, 1));
-            }
-            fields.push(("time".to_string(), FieldKind::Time, time));
-            let node_fields: Vec<_> = nodes
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("n{i}"), FieldKind::Node, *w))
-                .collect();
-            // Node fields either above the lane and sequence (Twitter) or below them (Sonyflake).
-            if !seq_last {
-                fields.extend(node_fields.clone());
-            }
-            if let Some(l) = lane {
-                fields.push(("lane".to_string(), FieldKind::Lane, l));
-            }
-            fields.push(("seq".to_string(), FieldKind::Seq, seq));
-            if seq_last {
-                fields.extend(node_fields);
-            }
-            floe_core::Layout::new(
-                fields,
-                floe_core::TimeSpec {
-                    unit_ms: unit,
-                    epoch_ms: epoch,
-                },
-            )
-            .ok()
-        })
+        .prop_filter_map(
+            "fits 64 bits",
+            |(sign, time, nodes, lane, seq, unit, epoch, seq_last)| {
+                let mut fields = Vec::new();
+                if sign {
+                    fields.push(("sign".to_string(), FieldKind::Sign, 1));
+                }
+                fields.push(("time".to_string(), FieldKind::Time, time));
+                let node_fields: Vec<_> = nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (format!("n{i}"), FieldKind::Node, *w))
+                    .collect();
+                // Node fields either above the lane and sequence (Twitter) or below them (Sonyflake).
+                if !seq_last {
+                    fields.extend(node_fields.clone());
+                }
+                if let Some(l) = lane {
+                    fields.push(("lane".to_string(), FieldKind::Lane, l));
+                }
+                fields.push(("seq".to_string(), FieldKind::Seq, seq));
+                if seq_last {
+                    fields.extend(node_fields);
+                }
+                floe_core::Layout::new(
+                    fields,
+                    floe_core::TimeSpec {
+                        unit_ms: unit,
+                        epoch_ms: epoch,
+                    },
+                )
+                .ok()
+            },
+        )
 }
 
 fn arb_any_layout() -> impl Strategy<Value = Layout> {
