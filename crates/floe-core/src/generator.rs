@@ -584,19 +584,22 @@ impl<C: Clock> Generator<C> {
         }
         let s = self.plan.seq_bits;
         let (now_ms, now) = self.wall()?;
+        let seen = self.observe(now);
+        if seen - now > self.max_rollback {
+            return Err(GenError::ClockRollback {
+                behind_ms: (seen - now) * self.plan.unit_ms,
+                limit_ms: self.max_rollback * self.plan.unit_ms,
+            });
+        }
+        let limit = seen + self.max_drift;
+        // Everything shared is read before the lane word, so the window between loading the
+        // word and swapping it is a few instructions: under contention, fewer failed swaps.
+        let mut hw_end = self.hw_end.load(Ordering::Acquire);
         let mut cur = word.load(Ordering::Relaxed);
         loop {
             if cur == CLOSED {
                 return Err(GenError::Closed);
             }
-            let seen = self.observe(now);
-            if seen - now > self.max_rollback {
-                return Err(GenError::ClockRollback {
-                    behind_ms: (seen - now) * self.plan.unit_ms,
-                    limit_ms: self.max_rollback * self.plan.unit_ms,
-                });
-            }
-            let limit = seen + self.max_drift;
             let base = if now > cur >> s {
                 self.fresh_tick(now, limit, n)
             } else {
@@ -604,22 +607,29 @@ impl<C: Clock> Generator<C> {
             };
             let end = base.checked_add(n).ok_or_else(|| self.exhausted())?;
             let last_tick = (end - 1) >> s;
-            if last_tick > self.plan.max_tick {
-                return Err(self.exhausted());
-            }
-            if last_tick > limit {
-                let wake_ms = self.plan.tick_start_ms(last_tick - self.max_drift);
-                return Err(GenError::WouldWait {
-                    wait: Duration::from_millis(wake_ms.saturating_sub(now_ms).max(1)),
-                });
-            }
-            if last_tick >= self.hw_end.load(Ordering::Acquire) {
+            if last_tick >= hw_end || last_tick > limit {
+                if last_tick > self.plan.max_tick {
+                    return Err(self.exhausted());
+                }
+                if last_tick > limit {
+                    let wake_ms = self.plan.tick_start_ms(last_tick - self.max_drift);
+                    return Err(GenError::WouldWait {
+                        wait: Duration::from_millis(wake_ms.saturating_sub(now_ms).max(1)),
+                    });
+                }
                 self.extend_high_water(last_tick, last_tick + self.window + 1)?;
+                hw_end = self.hw_end.load(Ordering::Acquire);
+                cur = word.load(Ordering::Relaxed);
                 continue;
             }
             match word.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return Ok(self.reservation(lane, base, n)),
-                Err(actual) => cur = actual,
+                Err(actual) => {
+                    // Lost the race for the lane word: a short pause lets the winner finish
+                    // with the cache line instead of both cores bouncing it.
+                    std::hint::spin_loop();
+                    cur = actual;
+                }
             }
         }
     }

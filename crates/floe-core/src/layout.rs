@@ -601,7 +601,7 @@ pub fn rfc3339(ms: u64) -> String {
         .ok()
         .and_then(DateTime::<Utc>::from_timestamp_millis)
     {
-        Some(t) if ms % 1000 == 0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Some(t) if ms.is_multiple_of(1000) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         None => format!("beyond year 262143 ({ms} ms)"),
     }
@@ -635,9 +635,9 @@ pub fn parse_epoch(text: &str) -> Result<u64, String> {
 
 /// Prints an epoch the shortest way that parses back to the same value.
 fn format_epoch(ms: u64) -> String {
-    if ms % DAY_MS == 0 {
+    if ms.is_multiple_of(DAY_MS) {
         rfc3339(ms)[..10].to_string()
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         rfc3339(ms)
     } else {
         ms.to_string()
@@ -666,7 +666,7 @@ fn parse_unit(text: &str) -> Result<u64, String> {
 }
 
 fn format_unit(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -736,8 +736,11 @@ fn parse_spec(text: &str) -> Result<Layout, LayoutError> {
     Layout::new(fields, time)
 }
 
-/// Options of `name(k=v, …)`, in order.
-fn preset_options(text: &str) -> Result<(&str, Vec<(&str, &str)>), LayoutError> {
+/// A preset name and its `key=value` options, in order.
+type PresetCall<'a> = (&'a str, Vec<(&'a str, &'a str)>);
+
+/// Splits `name(k=v, …)` into the name and its options.
+fn preset_options(text: &str) -> Result<PresetCall<'_>, LayoutError> {
     let Some((name, rest)) = text.split_once('(') else {
         return Ok((text, Vec::new()));
     };

@@ -10,6 +10,7 @@ use crate::cli::{self, Failure};
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
     /// The ID, decimal or 0x-prefixed hex.
+    #[arg(allow_hyphen_values = true)]
     id: String,
     /// Layout preset or spec string (see `floe layout --help`).
     #[arg(long, short, default_value = "genid", env = "FLOE_LAYOUT")]
