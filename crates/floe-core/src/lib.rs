@@ -3,7 +3,8 @@
 //! - [`layout`]: bit layouts (presets, spec strings, compose/decode, capacity, validation);
 //! - [`clock`]: the [`Clock`] trait, the system and machine clocks, a manual clock for tests;
 //! - [`generator`]: the lock-free snowflake [`Generator`];
-//! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark.
+//! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark;
+//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode.
 //!
 //! ```
 //! use floe_core::{Generator, GeneratorConfig, Layout, MemoryHighWater, SystemClock};
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod generator;
 pub mod highwater;
 pub mod layout;
+pub mod segment;
 mod sync;
 
 pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
@@ -30,4 +32,7 @@ pub use highwater::{HighWater, HighWaterError, MemoryHighWater};
 pub use layout::{
     parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind, Identity,
     IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
+};
+pub use segment::{
+    HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig, SegmentError, SegmentState, Taken,
 };

@@ -87,3 +87,44 @@ fn shutdown_racing_a_reservation_never_leaves_an_id_above_the_mark() {
         }
     });
 }
+
+#[test]
+fn segment_takers_racing_a_refill_get_disjoint_ids() {
+    use floe_core::{Segment, SegmentBuffer, SegmentConfig, SegmentError};
+    loom::model(|| {
+        let b = Arc::new(SegmentBuffer::new(2, SegmentConfig::default()).unwrap());
+        b.plan_refill(1, 0).unwrap();
+        b.install(Segment { start: 10, end: 12 });
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        match b.try_take(1) {
+                            Ok(t) => got.extend(t.iter()),
+                            Err(SegmentError::Short { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        // The refiller installs a non-adjacent next segment and promotes it while takers run.
+        if b.plan_refill(1, 0).is_some() {
+            b.install(Segment { start: 20, end: 22 });
+        }
+        b.advance();
+        let mut all: Vec<u64> = takers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "duplicate IDs");
+        assert!(
+            all.iter()
+                .all(|id| (10..12).contains(id) || (20..22).contains(id)),
+            "{all:?}"
+        );
+    });
+}

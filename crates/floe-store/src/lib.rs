@@ -1,7 +1,11 @@
 //! Floe's I/O adapters, behind the traits that `floe-core` and the server define.
 //!
-//! - [`highwater`]: the high-water mark as a file (fsync, atomic rename, advisory lock).
+//! - [`highwater`]: the high-water mark as a file (fsync, atomic rename, advisory lock);
+//! - [`segment`]: segment stores — SQLite, PostgreSQL, MySQL/MariaDB;
+//! - [`registry`]: worker-id registries — static, SQL, Redis, Kubernetes.
 
 pub mod highwater;
+pub mod registry;
+pub mod segment;
 
 pub use highwater::FileHighWater;
