@@ -1,0 +1,1 @@
+//! Worker-id registries (being written).
