@@ -416,21 +416,29 @@ impl SegmentBuffer {
         if slow.in_flight {
             return None;
         }
+        let held = self.due(wanted)?;
+        slow.in_flight = true;
+        self.adapt(&mut slow, now_ms);
+        // A request bigger than a step still gets one claim that covers it.
+        let step = slow.step.max(wanted.saturating_sub(held));
+        Some(RefillPlan { step })
+    }
+
+    /// Whether a refill is due (see [`plan_refill`](Self::plan_refill)), without planning one.
+    pub fn refill_due(&self, wanted: u64) -> bool {
+        self.due(wanted).is_some()
+    }
+
+    /// `Some(IDs held)` when a refill is due: no next segment, and the threshold crossed or
+    /// fewer than `wanted` IDs held.
+    fn due(&self, wanted: u64) -> Option<u64> {
         let snap = self.snapshot();
         let v = self.taken.0.load(Ordering::Acquire);
         if v == CLOSED {
             return None;
         }
         let held = snap.end().saturating_sub(v);
-        let due = snap.len1 == 0 && (v >= snap.trigger || held < wanted.max(1));
-        if !due {
-            return None;
-        }
-        slow.in_flight = true;
-        self.adapt(&mut slow, now_ms);
-        // A request bigger than a step still gets one claim that covers it.
-        let step = slow.step.max(wanted.saturating_sub(held));
-        Some(RefillPlan { step })
+        (snap.len1 == 0 && (v >= snap.trigger || held < wanted.max(1))).then_some(held)
     }
 
     /// Installs a segment the database returned. ID 0 is never issued: a segment starting at

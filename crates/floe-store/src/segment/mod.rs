@@ -5,6 +5,7 @@
 //! statement. Table and column names are configurable so Floe can run on an existing Leaf
 //! (`leaf_alloc`), FeatherID (`id_segments`) or Distributed ID Generator (`segments`) table.
 
+pub mod service;
 mod sql;
 
 use std::fmt::Debug;
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use floe_core::{HandBack, Segment};
 use thiserror::Error;
 
+pub use service::{SegmentService, ServiceConfig, ServiceError, TagState};
 pub use sql::{Dialect, SqlSegmentStore, StoreOptions, TableSpec};
 
 /// Why a store call failed.

@@ -1,0 +1,385 @@
+//! The segment service: one double buffer per known tag, refilled in the background from a
+//! [`SegmentStore`], so requests are served from memory while the step keeps up.
+//!
+//! The fixes over the seed systems live here: a failed claim never empties or freezes a tag
+//! (Distributed ID Generator); the database is never called under a lock a request needs, and
+//! every call is bounded (FeatherID); unknown tags keep no memory; a request either gets all
+//! its IDs or none, so a failing batch loses nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use floe_core::{SegmentBuffer, SegmentConfig, SegmentError, SegmentState, Taken};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use super::{SegmentStore, StoreError, TagRow};
+
+/// Settings of the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Buffer settings (threshold, adaptive step bounds).
+    pub buffer: SegmentConfig,
+    /// How long a request waits for a refill when the buffer is short.
+    pub wait_timeout: Duration,
+    /// Create unknown tags on first use with `default_step` (off: unknown tags are errors).
+    pub auto_create: bool,
+    /// Step of tags created automatically or without a step.
+    pub default_step: u64,
+    /// First and largest pause between failed refills.
+    pub retry_backoff: (Duration, Duration),
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            buffer: SegmentConfig::default(),
+            wait_timeout: Duration::from_secs(2),
+            auto_create: false,
+            default_step: 1000,
+            retry_backoff: (Duration::from_millis(50), Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Why a segment request got no IDs.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ServiceError {
+    /// The tag has no row in the segment table.
+    #[error("unknown tag `{0}`")]
+    UnknownTag(String),
+    /// The request is malformed (count 0, over the batch limit).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store cannot be reached and the buffer is empty; retry later or elsewhere.
+    #[error("segment store unavailable for tag `{tag}`: {reason}")]
+    Unavailable {
+        /// The tag.
+        tag: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service is shutting down.
+    #[error("segment service is shutting down")]
+    Closed,
+}
+
+/// The buffer of one tag and what wakes its waiters.
+#[derive(Debug)]
+struct TagBuffer {
+    /// The double buffer.
+    buffer: SegmentBuffer,
+    /// Woken when a refill installs a segment or fails.
+    refilled: Notify,
+    /// Whether this tag's refill loop runs; one loop per tag at a time.
+    refilling: AtomicBool,
+    /// The largest request that found the buffer short since the last refill: the loop claims
+    /// enough to serve it.
+    wanted: AtomicU64,
+}
+
+/// One tag's state for the admin route and metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TagState {
+    /// The tag.
+    pub tag: String,
+    /// IDs buffered on this node.
+    pub remaining: u64,
+    /// Whether the next segment is loaded.
+    pub next_ready: bool,
+    /// Step of the next claim.
+    pub step: u64,
+    /// Segments claimed since start.
+    pub refills: u64,
+    /// The last refill error, if the last refill failed.
+    pub last_error: Option<String>,
+}
+
+impl TagState {
+    fn of(tag: &str, s: SegmentState) -> Self {
+        TagState {
+            tag: tag.into(),
+            remaining: s.remaining,
+            next_ready: s.next_ready,
+            step: s.step,
+            refills: s.refills,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// Hands out segment IDs per tag.
+#[derive(Debug)]
+pub struct SegmentService {
+    /// Where segments are claimed.
+    store: Arc<dyn SegmentStore>,
+    /// Buffers of the tags seen so far; only tags that exist in the store get one.
+    tags: RwLock<HashMap<String, Arc<TagBuffer>>>,
+    /// Settings.
+    config: ServiceConfig,
+    /// Set at shutdown: no new buffers, no new refills.
+    closed: AtomicBool,
+    /// Reference for the adaptive step's clock (monotonic: only intervals matter).
+    started: Instant,
+}
+
+impl SegmentService {
+    /// A service over `store`.
+    pub fn new(
+        store: Arc<dyn SegmentStore>,
+        config: ServiceConfig,
+    ) -> Result<Arc<Self>, ServiceError> {
+        config
+            .buffer
+            .validate()
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        Ok(Arc::new(SegmentService {
+            store,
+            tags: RwLock::new(HashMap::new()),
+            config,
+            closed: AtomicBool::new(false),
+            started: Instant::now(),
+        }))
+    }
+
+    /// The store behind the service.
+    pub fn store(&self) -> &Arc<dyn SegmentStore> {
+        &self.store
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn unavailable(tag: &str, reason: impl ToString) -> ServiceError {
+        ServiceError::Unavailable {
+            tag: tag.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The buffer of `tag`, creating it if the store knows the tag.
+    async fn buffer(&self, tag: &str) -> Result<Arc<TagBuffer>, ServiceError> {
+        if let Some(b) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
+            return Ok(b.clone());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ServiceError::Closed);
+        }
+        // Looked up in the store, not cached when absent: unknown tags take no memory.
+        let row = match self.store.tag(tag).await {
+            Ok(Some(row)) => row,
+            Ok(None) if self.config.auto_create => {
+                match self.store.create(tag, 1, self.config.default_step).await {
+                    Ok(row) => row,
+                    // Another node created it first.
+                    Err(StoreError::TagExists(_)) => self
+                        .store
+                        .tag(tag)
+                        .await
+                        .map_err(|e| Self::unavailable(tag, e))?
+                        .ok_or_else(|| ServiceError::UnknownTag(tag.into()))?,
+                    Err(StoreError::Invalid(m)) => return Err(ServiceError::Invalid(m)),
+                    Err(e) => return Err(Self::unavailable(tag, e)),
+                }
+            }
+            Ok(None) => return Err(ServiceError::UnknownTag(tag.into())),
+            Err(e) => return Err(Self::unavailable(tag, e)),
+        };
+        Ok(self.insert(&row))
+    }
+
+    fn insert(&self, row: &TagRow) -> Arc<TagBuffer> {
+        let mut tags = self.tags.write().unwrap_or_else(|p| p.into_inner());
+        tags.entry(row.tag.clone())
+            .or_insert_with(|| {
+                Arc::new(TagBuffer {
+                    buffer: SegmentBuffer::new(row.step.max(1), self.config.buffer.clone())
+                        .expect("validated in new"),
+                    refilled: Notify::new(),
+                    refilling: AtomicBool::new(false),
+                    wanted: AtomicU64::new(1),
+                })
+            })
+            .clone()
+    }
+
+    /// Takes `count` IDs of `tag`: all of them, or none and an error.
+    pub async fn take(self: &Arc<Self>, tag: &str, count: u64) -> Result<Taken, ServiceError> {
+        if count == 0 {
+            return Err(ServiceError::Invalid("count must be at least 1".into()));
+        }
+        let tb = self.buffer(tag).await?;
+        let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
+        loop {
+            // Registered before trying, so a refill that lands in between still wakes us.
+            let refilled = tb.refilled.notified();
+            tokio::pin!(refilled);
+            refilled.as_mut().enable();
+            match tb.buffer.try_take(count) {
+                Ok(taken) => {
+                    if taken.refill {
+                        self.kick(tag, &tb, 1);
+                    }
+                    return Ok(taken);
+                }
+                Err(SegmentError::Closed) => return Err(ServiceError::Closed),
+                Err(SegmentError::Short { .. }) => {
+                    tb.buffer.advance();
+                    self.kick(tag, &tb, count);
+                    let state = tb.buffer.state();
+                    // The store is known to be failing: answer now; the loop keeps retrying.
+                    if let Some(e) = state.last_error.filter(|_| !state.next_ready) {
+                        return Err(Self::unavailable(tag, e));
+                    }
+                    if tokio::time::timeout_at(deadline, refilled).await.is_err() {
+                        let reason = tb.buffer.state().last_error.unwrap_or_else(|| {
+                            format!("no segment arrived within {:?}", self.config.wait_timeout)
+                        });
+                        return Err(Self::unavailable(tag, reason));
+                    }
+                }
+                Err(e @ SegmentError::Config(_)) => {
+                    return Err(ServiceError::Invalid(e.to_string()))
+                }
+            }
+        }
+    }
+
+    /// Starts the tag's refill loop unless one runs.
+    fn kick(self: &Arc<Self>, tag: &str, tb: &Arc<TagBuffer>, wanted: u64) {
+        tb.wanted.fetch_max(wanted, Ordering::AcqRel);
+        if self.closed.load(Ordering::Acquire) || tb.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (this, tb, tag) = (self.clone(), tb.clone(), tag.to_string());
+        tokio::spawn(async move {
+            loop {
+                this.refill_loop(&tag, &tb).await;
+                tb.refilling.store(false, Ordering::Release);
+                // A request that became short while the flag was still set found the loop
+                // running and left it to us: look again before leaving.
+                let due = tb.buffer.refill_due(tb.wanted.load(Ordering::Acquire));
+                if !due
+                    || this.closed.load(Ordering::Acquire)
+                    || tb.refilling.swap(true, Ordering::AcqRel)
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Claims segments until the buffer has what it needs, retrying with backoff; never gives
+    /// up on a tag while the service runs (no tag gets stuck).
+    async fn refill_loop(&self, tag: &str, tb: &TagBuffer) {
+        let (first, max) = self.config.retry_backoff;
+        let mut pause = first;
+        while !self.closed.load(Ordering::Acquire) {
+            let wanted = tb.wanted.load(Ordering::Acquire);
+            let Some(plan) = tb.buffer.plan_refill(wanted, self.now_ms()) else {
+                return;
+            };
+            let started = Instant::now();
+            match self.store.claim(tag, plan.step).await {
+                Ok(segment) => {
+                    metrics::histogram!("floe_segment_refill_seconds", "tag" => tag.to_string())
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("floe_segment_refills_total", "tag" => tag.to_string())
+                        .increment(1);
+                    tb.buffer.install(segment);
+                    // Served (or about to be): later short requests raise it again.
+                    let _ =
+                        tb.wanted
+                            .compare_exchange(wanted, 1, Ordering::AcqRel, Ordering::Relaxed);
+                    tb.refilled.notify_waiters();
+                    pause = first;
+                }
+                Err(e) => {
+                    metrics::counter!("floe_segment_refill_errors_total", "tag" => tag.to_string())
+                        .increment(1);
+                    tracing::warn!(tag, error = %e, retry_in = ?pause, "segment refill failed");
+                    tb.buffer.refill_failed(e.to_string());
+                    tb.refilled.notify_waiters();
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(max);
+                }
+            }
+        }
+    }
+
+    /// IDs of `tag` buffered on this node (the Distributed ID Generator's `/health`).
+    pub async fn remaining(self: &Arc<Self>, tag: &str) -> Result<u64, ServiceError> {
+        let tb = self.buffer(tag).await?;
+        let state = tb.buffer.state();
+        if state.remaining == 0 {
+            self.kick(tag, &tb, 1);
+        }
+        Ok(state.remaining)
+    }
+
+    /// Loads the first segment of every tag in the store, so the first requests do not wait.
+    pub async fn warm_up(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let rows = self
+            .store
+            .tags()
+            .await
+            .map_err(|e| Self::unavailable("*", e))?;
+        for row in &rows {
+            let tb = self.insert(row);
+            self.kick(&row.tag, &tb, 1);
+        }
+        Ok(rows.len())
+    }
+
+    /// State of every buffered tag.
+    pub fn states(&self) -> Vec<TagState> {
+        let tags = self.tags.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<TagState> = tags
+            .iter()
+            .map(|(tag, tb)| TagState::of(tag, tb.buffer.state()))
+            .collect();
+        out.sort_by(|a, b| a.tag.cmp(&b.tag));
+        out
+    }
+
+    /// Changes the step of a tag in the store and in its buffer.
+    pub async fn set_step(&self, tag: &str, step: u64) -> Result<TagRow, StoreError> {
+        let row = self.store.set_step(tag, step).await?;
+        if let Some(tb) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
+            tb.buffer.set_step(step);
+        }
+        Ok(row)
+    }
+
+    /// Stops handing out IDs and gives each tag's unissued tail back to the store when no other
+    /// node claimed past it. Returns how many tags were handed back.
+    pub async fn shutdown(&self) -> usize {
+        self.closed.store(true, Ordering::Release);
+        let tags: Vec<(String, Arc<TagBuffer>)> = self
+            .tags
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(t, b)| (t.clone(), b.clone()))
+            .collect();
+        let mut handed = 0;
+        for (tag, tb) in tags {
+            tb.refilled.notify_waiters();
+            let Some(back) = tb.buffer.close() else {
+                continue;
+            };
+            match self.store.hand_back(&tag, back).await {
+                Ok(true) => handed += 1,
+                Ok(false) => tracing::info!(
+                    tag,
+                    "segment tail not handed back: another node claimed after us"
+                ),
+                Err(e) => tracing::warn!(tag, error = %e, "segment tail not handed back"),
+            }
+        }
+        handed
+    }
+}
