@@ -1,0 +1,204 @@
+//! One binary-TCP connection (v1 or v2): keeps `--pipeline` requests in flight and records every reply.
+//!
+//! Reading and writing are driven by socket readiness in one loop rather than by a blocking `write_all`: with deep
+//! pipelines and big replies, a client that insists on finishing its write before reading can deadlock against a
+//! server that is blocked writing replies nobody reads.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use floe_proto::{ClientCodec, Reply, Request, V2Request};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::args::{Mode, Plan, Protocol};
+use crate::report::{ConnStats, ErrorKind};
+use crate::schedule::{Schedule, Watchdog};
+
+/// Free space kept in the read buffer before each read; a v2 reply bigger than this makes the codec reserve the
+/// rest of its frame.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Runs one connection until the schedule stops and every reply is in, or until it breaks.
+pub(crate) async fn drive(
+    stream: TcpStream,
+    plan: &Plan,
+    schedule: &Schedule,
+    stats: &mut ConnStats,
+) {
+    let mut conn = Conn::new(stream, plan);
+    if let Err((kind, message)) = conn.run(schedule, stats).await {
+        stats.broke(kind, &message, conn.sent.len());
+    }
+}
+
+/// A connection's reusable state: nothing here is allocated per request.
+struct Conn {
+    stream: TcpStream,
+    /// Remembers what each outstanding request asked, since v1 replies do not say.
+    codec: ClientCodec,
+    /// The one request this connection sends over and over; only a v2 req_id changes.
+    request: Request,
+    /// The next v2 req_id.
+    next_req_id: u32,
+    /// Encoded requests not yet written.
+    out: BytesMut,
+    /// Reply bytes not yet decoded.
+    inb: BytesMut,
+    /// Send instants of outstanding requests, oldest first, for latency and the timeout.
+    sent: VecDeque<Instant>,
+    /// Requests to keep in flight.
+    pipeline: usize,
+    /// Fires when the oldest outstanding request has waited `--timeout`.
+    watchdog: Watchdog,
+}
+
+/// Why a connection stopped early: the kind to count and a message.
+type Broken = (ErrorKind, String);
+
+impl Conn {
+    fn new(stream: TcpStream, plan: &Plan) -> Conn {
+        let batch = plan.batch;
+        let request = match (plan.protocol, &plan.mode) {
+            (Protocol::V1, _) if batch == 1 => Request::V1Single,
+            // Validation keeps v1 batches within 0..=255.
+            (Protocol::V1, _) => Request::V1Batch { count: batch as u8 },
+            (_, Mode::Snowflake) => Request::V2(V2Request::snowflake(0, batch)),
+            (_, Mode::Segment { tag }) => Request::V2(V2Request::segment(0, batch, tag.as_str())),
+        };
+        let pipeline = plan.pipeline as usize;
+        Conn {
+            stream,
+            // The exact batch as the limit: a reply announcing more IDs than asked is refused before buffering.
+            codec: ClientCodec::new(batch.max(1)),
+            request,
+            next_req_id: 0,
+            out: BytesMut::with_capacity(pipeline * 16),
+            inb: BytesMut::with_capacity(READ_CHUNK),
+            sent: VecDeque::with_capacity(pipeline),
+            pipeline,
+            watchdog: Watchdog::new(plan.timeout),
+        }
+    }
+
+    async fn run(&mut self, schedule: &Schedule, stats: &mut ConnStats) -> Result<(), Broken> {
+        let mut sending = true;
+        loop {
+            if sending && self.sent.len() < self.pipeline {
+                sending = self.refill(schedule)?;
+            }
+            if self.sent.is_empty() {
+                return Ok(());
+            }
+            self.flush()?;
+            let interest = if self.out.is_empty() {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            let oldest = self.sent[0];
+            let ready = tokio::select! {
+                biased;
+                ready = self.stream.ready(interest) => ready.map_err(io_error)?,
+                () = self.watchdog.expired(oldest) => return Err(self.timed_out()),
+            };
+            if ready.is_writable() {
+                self.flush()?;
+            }
+            if ready.is_readable() {
+                // The watchdog only fires while the loop waits, and a server that trickles bytes keeps the loop
+                // from waiting, so the oldest request is checked against the read's clock as well.
+                if let (Some(done), Some(&oldest)) = (self.read(stats)?, self.sent.front()) {
+                    if done.saturating_duration_since(oldest) >= self.watchdog.timeout() {
+                        return Err(self.timed_out());
+                    }
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self) -> Broken {
+        let message = format!("no reply within --timeout {:?}", self.watchdog.timeout());
+        (ErrorKind::Timeout, message)
+    }
+
+    /// Encodes as many requests as the pipeline has room for and the schedule allows; false once it allows none.
+    fn refill(&mut self, schedule: &Schedule) -> Result<bool, Broken> {
+        let now = Instant::now();
+        // The pipeline is at most 1024, so the cast cannot lose bits.
+        let room = (self.pipeline - self.sent.len()) as u32;
+        let granted = schedule.claim(now, room);
+        for _ in 0..granted {
+            if let Request::V2(req) = &mut self.request {
+                req.req_id = self.next_req_id;
+                self.next_req_id = self.next_req_id.wrapping_add(1);
+            }
+            self.codec
+                .encode(&self.request, &mut self.out)
+                .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
+            // One instant for all requests of this write: they leave in the same syscall.
+            self.sent.push_back(now);
+        }
+        Ok(granted > 0)
+    }
+
+    /// Writes what the socket takes without waiting; the rest goes when it is writable again.
+    fn flush(&mut self) -> Result<(), Broken> {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(n) => self.out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what is there and records every reply it completes; returns when the read ended, if it read.
+    fn read(&mut self, stats: &mut ConnStats) -> Result<Option<Instant>, Broken> {
+        self.inb.reserve(READ_CHUNK);
+        match self.stream.try_read_buf(&mut self.inb) {
+            Ok(0) => {
+                return Err((
+                    ErrorKind::Closed,
+                    format!(
+                        "the server closed the connection with {} requests outstanding",
+                        self.sent.len()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(io_error(e)),
+        }
+        // Every reply completed by this read was complete when the read returned.
+        let done = Instant::now();
+        while let Some(reply) = self
+            .codec
+            .decode(&mut self.inb)
+            .map_err(|e| (ErrorKind::Protocol, e.to_string()))?
+        {
+            // The codec only yields replies to encoded requests, so a send instant is always there.
+            let sent = self.sent.pop_front().unwrap_or(done);
+            match reply {
+                Reply::V1Single(id) => stats.ok(sent, done, std::slice::from_ref(&id)),
+                Reply::V1Batch(ids) | Reply::V2Ok { ids, .. } => stats.ok(sent, done, &ids),
+                Reply::V2Error {
+                    status, message, ..
+                } => stats.failed(sent, done, ErrorKind::Status(status.into()), &message),
+            }
+        }
+        Ok(Some(done))
+    }
+}
+
+fn io_error(e: io::Error) -> Broken {
+    let kind = match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ErrorKind::Closed,
+        _ => ErrorKind::Io,
+    };
+    (kind, e.to_string())
+}
