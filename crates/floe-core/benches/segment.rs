@@ -8,13 +8,19 @@ use floe_core::{Segment, SegmentBuffer, SegmentConfig, SegmentError};
 
 /// A buffer with segments so large that a refill is rare: the fast path is what is measured.
 fn buffer() -> (SegmentBuffer, u64) {
-    let b = SegmentBuffer::new(1 << 40, SegmentConfig {
-        max_step: 1 << 40,
-        ..SegmentConfig::default()
-    })
+    let b = SegmentBuffer::new(
+        1 << 40,
+        SegmentConfig {
+            max_step: 1 << 40,
+            ..SegmentConfig::default()
+        },
+    )
     .unwrap();
     b.plan_refill(1, 0).unwrap();
-    b.install(Segment { start: 1, end: 1 << 40 });
+    b.install(Segment {
+        start: 1,
+        end: 1 << 40,
+    });
     (b, 1 << 40)
 }
 
@@ -27,7 +33,10 @@ fn take(b: &SegmentBuffer, next: &mut u64, n: u64) -> u64 {
             Err(SegmentError::Short { .. }) => {
                 b.advance();
                 if let Some(plan) = b.plan_refill(n, 0) {
-                    b.install(Segment { start: *next, end: *next + plan.step });
+                    b.install(Segment {
+                        start: *next,
+                        end: *next + plan.step,
+                    });
                     *next += plan.step;
                 }
             }

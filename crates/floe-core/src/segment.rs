@@ -194,7 +194,8 @@ struct Table {
     s1: AtomicU64,
     /// Length of the next segment; 0 while it is not loaded.
     len1: AtomicU64,
-    /// Virtual position at which a refill is due.
+    /// Virtual position at which a refill is due; `u64::MAX` while the next segment is loaded,
+    /// so the fast path needs one comparison.
     trigger: AtomicU64,
 }
 
@@ -211,11 +212,13 @@ struct Snap {
 
 impl Snap {
     /// One past the last virtual position the buffer holds.
+    #[inline]
     fn end(&self) -> u64 {
         self.v0 + self.len0 + self.len1
     }
 
     /// Maps virtual `[v, v + n)` (inside the buffer) to real ranges.
+    #[inline]
     fn map(&self, v: u64, n: u64) -> (Segment, Option<Segment>) {
         let cur_end = self.v0 + self.len0;
         if v + n <= cur_end {
@@ -329,6 +332,7 @@ impl SegmentBuffer {
         })
     }
 
+    #[inline]
     fn snapshot(&self) -> Snap {
         let t = &self.table;
         loop {
@@ -376,8 +380,9 @@ impl SegmentBuffer {
             if v == CLOSED {
                 return Err(SegmentError::Closed);
             }
+            // v >= snap.v0 always: the current segment only moves on once the cursor passed it.
             let end = snap.end();
-            if v + n > end || v < snap.v0 {
+            if v + n > end {
                 return Err(SegmentError::Short {
                     wanted: n,
                     available: end.saturating_sub(v),
@@ -391,7 +396,6 @@ impl SegmentBuffer {
                 Ok(_) => {
                     let (first, second) = snap.map(v, n);
                     let refill = v + n >= snap.trigger
-                        && snap.len1 == 0
                         && !self.refill_wanted.load(Ordering::Relaxed)
                         && !self.refill_wanted.swap(true, Ordering::AcqRel);
                     return Ok(Taken {
@@ -512,8 +516,12 @@ impl SegmentBuffer {
         }
     }
 
-    /// Virtual position at which the current segment's threshold is crossed.
+    /// Virtual position at which the current segment's threshold is crossed (never while the
+    /// next segment is loaded).
     fn trigger_of(&self, snap: &Snap) -> u64 {
+        if snap.len1 > 0 {
+            return u64::MAX;
+        }
         snap.v0 + ((snap.len0 as f64 * self.config.refill_threshold).ceil() as u64).max(1)
     }
 
