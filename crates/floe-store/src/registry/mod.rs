@@ -1,1 +1,506 @@
-//! Worker-id registries (being written).
+//! Worker-id registries: where a node leases the node-identity part of its IDs.
+//!
+//! A registry hands out ids from a pool `0..pool_size` within a namespace, one holder at a time:
+//!
+//! - [`StaticRegistry`]: a fixed id from the environment (`FLOE_WORKER_ID`, MASA's `WORKER_ID`)
+//!   or the config; never expires;
+//! - [`KubernetesRegistry`]: the StatefulSet ordinal from the host name, plus an offset; never expires;
+//! - [`SqlRegistry`]: a table in SQLite, PostgreSQL or MySQL/MariaDB, expiry on the database's clock;
+//! - [`RedisRegistry`]: `SET NX PX` with an owner token, compare-owner Lua scripts, no pub/sub;
+//! - [`MemoryRegistry`]: in-process, for tests (works with tokio's paused clock).
+//!
+//! Expiring leases are kept by a [`LeaseKeeper`], which renews them every `ttl / 3` and *fences*
+//! them: the node must stop issuing IDs at `last successful renewal sent + ttl − margin`, before the
+//! store can grant the id to anyone else. `docs/leases.md` explains the model and how MASA's options
+//! map onto it.
+//!
+//! Every lease carries a fencing epoch (it increases each time the id changes hands) and the
+//! high-water mark (Unix ms) stored by earlier holders; a new holder starts issuing after it.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use floe_core::{FieldKind, Layout};
+use thiserror::Error;
+
+pub mod fixed;
+pub mod lease;
+pub mod memory;
+pub mod redis;
+pub mod sql;
+
+pub use self::redis::{RedisConfig, RedisRegistry};
+pub use fixed::{resolve_worker_id, KubernetesRegistry, StaticRegistry, WorkerIdSource};
+pub use lease::{HighWaterFn, KeeperConfig, LeaseKeeper, LeaseState};
+pub use memory::MemoryRegistry;
+pub use sql::{SqlConfig, SqlRegistry};
+
+/// Default bound on one registry call: a hung store must never hang the caller.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default lease time to live (MASA's `MaxExpirationTime`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// Longest namespace, in bytes (it is part of a primary key in MySQL, where keys are size-bounded).
+pub const MAX_NAMESPACE_LEN: usize = 191;
+/// Longest owner token, in bytes (the SQL column is `VARCHAR(255)`).
+pub const MAX_OWNER_LEN: usize = 255;
+/// Shortest lease time to live: the keeper renews every `ttl / 3` and fences at least 100 ms early.
+pub const MIN_TTL: Duration = Duration::from_millis(300);
+/// Widest pool in bits, so every id fits `u32` and every store's integer columns.
+pub const MAX_POOL_BITS: u32 = 31;
+
+/// What a node asks a registry for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// Several clusters share one Redis or database; ids are unique only within a namespace.
+    pub namespace: String,
+    /// Ids handed out are `0..pool_size`: the range of the layout's node field(s) (see [`NodePool`]).
+    pub pool_size: u32,
+    /// Unique per process (see [`default_owner`]), so a renewal can prove who holds the id.
+    pub owner: String,
+    /// How long the store keeps an id for a holder that stops renewing.
+    pub ttl: Duration,
+}
+
+impl LeaseRequest {
+    /// A request with a fresh owner token ([`default_owner`]).
+    pub fn new(namespace: impl Into<String>, pool_size: u32, ttl: Duration) -> LeaseRequest {
+        LeaseRequest {
+            namespace: namespace.into(),
+            pool_size,
+            owner: default_owner(),
+            ttl,
+        }
+    }
+
+    /// Checks the limits every store relies on; registries call this before any I/O.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        if self.namespace.is_empty() || self.namespace.len() > MAX_NAMESPACE_LEN {
+            return Err(RegistryError::Config(format!(
+                "lease namespace `{}` must be 1..={MAX_NAMESPACE_LEN} bytes long",
+                self.namespace
+            )));
+        }
+        if self.owner.is_empty() || self.owner.len() > MAX_OWNER_LEN {
+            return Err(RegistryError::Config(format!(
+                "lease owner `{}` must be 1..={MAX_OWNER_LEN} bytes long",
+                self.owner
+            )));
+        }
+        if self.pool_size == 0 || self.pool_size > 1 << MAX_POOL_BITS {
+            return Err(RegistryError::Config(format!(
+                "lease pool size {} must be 1..=2^{MAX_POOL_BITS}; it comes from the width of the layout's node field(s)",
+                self.pool_size
+            )));
+        }
+        if self.ttl < MIN_TTL {
+            return Err(RegistryError::Config(format!(
+                "lease ttl {:?} is below the minimum of {MIN_TTL:?}; use a few seconds (default {DEFAULT_TTL:?})",
+                self.ttl
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ttl in whole milliseconds, as the stores take it.
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A worker id held by one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The id, in `0..pool_size`.
+    pub id: u32,
+    /// The owner token the store recorded; renewals and releases must present it.
+    pub owner: String,
+    /// Fencing token: increases every time the id changes hands, so a stale holder's renewal fails
+    /// even when it presents the right owner token (same process, earlier lease).
+    pub epoch: u64,
+    /// Highest high-water mark (Unix ms) stored for this id by any earlier holder; the new holder
+    /// must start issuing after it. `None` when the id was never held or no mark was stored.
+    pub previous_high_water_ms: Option<u64>,
+}
+
+/// Why a registry call failed. Each variant is something the caller acts on differently.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// Every id of the pool is held by a live lease.
+    #[error("no free worker id in namespace `{namespace}`: all {pool_size} ids (0..{pool_size}) are leased by live nodes; stop a node, wait for a dead node's lease to expire, or widen the layout's node field(s)")]
+    Exhausted {
+        /// The namespace asked.
+        namespace: String,
+        /// The pool size asked.
+        pool_size: u32,
+    },
+    /// The lease is no longer this holder's: it was released, or it expired and another node took it.
+    #[error("lease on worker id {id} (epoch {epoch}) in namespace `{namespace}` is lost: it was released, or it expired and was granted again; stop issuing IDs with it and acquire a new lease")]
+    Lost {
+        /// The namespace of the lease.
+        namespace: String,
+        /// The id of the lease.
+        id: u32,
+        /// The epoch of the lease.
+        epoch: u64,
+    },
+    /// The store did not answer in time or failed; a held lease stays valid until its fence.
+    #[error("worker-id registry {store} is unavailable: {what}")]
+    Unavailable {
+        /// The store, with any password removed from its URL.
+        store: String,
+        /// What failed and what to check.
+        what: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The configuration or request cannot work; retrying will not help.
+    #[error("worker-id registry configuration: {0}")]
+    Config(String),
+}
+
+impl RegistryError {
+    /// An [`RegistryError::Unavailable`] with a cause.
+    pub(crate) fn unavailable(
+        store: &str,
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> RegistryError {
+        RegistryError::Unavailable {
+            store: store.to_string(),
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Whether retrying later can succeed (everything but a configuration error).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, RegistryError::Config(_))
+    }
+}
+
+/// A store that leases worker ids. Dyn-compatible, so the server picks one at run time.
+#[async_trait]
+pub trait WorkerRegistry: Send + Sync + Debug {
+    /// Claims the lowest id of `0..pool_size` that is free or whose lease expired;
+    /// [`RegistryError::Exhausted`] when every id is held.
+    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError>;
+
+    /// Extends the lease to `now + ttl` and raises the id's stored high-water mark to
+    /// `high_water_ms` (never lowers it), iff no one else acquired the id since this lease was
+    /// granted and it was not released; [`RegistryError::Lost`] otherwise. An expired lease that
+    /// nobody took yet is renewed: no one else can have issued IDs with it.
+    async fn renew(
+        &self,
+        req: &LeaseRequest,
+        lease: &Lease,
+        high_water_ms: u64,
+    ) -> Result<(), RegistryError>;
+
+    /// Raises the stored high-water mark and frees the id, iff the lease is still this holder's
+    /// (as for [`WorkerRegistry::renew`]); [`RegistryError::Lost`] otherwise.
+    async fn release(
+        &self,
+        req: &LeaseRequest,
+        lease: &Lease,
+        high_water_ms: u64,
+    ) -> Result<(), RegistryError>;
+
+    /// Whether leases expire (and so need heartbeats and a fence); false for static ids.
+    fn leases_expire(&self) -> bool {
+        true
+    }
+}
+
+/// Which registry a node uses, as the server's validated config gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryConfig {
+    /// A fixed id: `FLOE_WORKER_ID`, else MASA's `WORKER_ID`, else `worker_id`, else 0.
+    Static {
+        /// The configured id, if any.
+        worker_id: Option<u32>,
+    },
+    /// The StatefulSet ordinal from `HOSTNAME`, plus `offset`.
+    Kubernetes {
+        /// Added to the ordinal, so several StatefulSets can share one id space.
+        offset: u32,
+    },
+    /// Leases in a SQL table.
+    Sql(SqlConfig),
+    /// Leases in Redis.
+    Redis(RedisConfig),
+}
+
+impl RegistryConfig {
+    /// Builds the registry; `env` reads environment variables (`|k| std::env::var(k).ok()`).
+    /// No I/O happens here: the stores connect on the first call.
+    pub fn open(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<std::sync::Arc<dyn WorkerRegistry>, RegistryError> {
+        Ok(match self {
+            RegistryConfig::Static { worker_id } => {
+                let registry = StaticRegistry::from_env(*worker_id, env)?.unwrap_or_else(|| {
+                    tracing::warn!(
+                        "no worker id configured (worker_id, FLOE_WORKER_ID or WORKER_ID): using 0, which is only safe for a single node"
+                    );
+                    StaticRegistry::new(0, WorkerIdSource::Default)
+                });
+                std::sync::Arc::new(registry)
+            }
+            RegistryConfig::Kubernetes { offset } => {
+                std::sync::Arc::new(KubernetesRegistry::from_env(*offset, env)?)
+            }
+            RegistryConfig::Sql(config) => std::sync::Arc::new(SqlRegistry::new(config)?),
+            RegistryConfig::Redis(config) => std::sync::Arc::new(RedisRegistry::new(config)?),
+        })
+    }
+}
+
+/// Runs one registry call, turning a store that does not answer within `limit` into
+/// [`RegistryError::Unavailable`] instead of a hang.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    store: &str,
+    call: impl Future<Output = Result<T, RegistryError>>,
+) -> Result<T, RegistryError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(RegistryError::Unavailable {
+            store: store.to_string(),
+            what: format!(
+                "no answer within the call timeout of {limit:?}; check the store, or raise call_timeout if it is merely slow"
+            ),
+            source: None,
+        }),
+    }
+}
+
+/// A fresh owner token, `host:pid:random`, unique per process and per call.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_string());
+    // Keep the token within the column limit whatever the host name.
+    let host: String = host.chars().take(200).collect();
+    format!("{host}:{}:{:016x}", std::process::id(), random_u64())
+}
+
+/// A random number from the standard library's per-instance hash keys (no extra dependency);
+/// good enough for owner tokens and backoff jitter, not for cryptography.
+pub(crate) fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Removes the password from a URL so it can appear in errors and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                format!("{scheme}://{user}@{host}{path}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The node field(s) a registry hands out, seen as one number.
+///
+/// A single field (`worker` for `twitter`) gives a pool of `2^width` ids. Several fields
+/// (GenID's `dc` and `machine`) are concatenated, most significant first, so a pool id splits into
+/// one value per field; node fields left out of the pool keep their configured values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePool {
+    /// `(name, width)` of each pooled field, most significant first.
+    fields: Vec<(String, u32)>,
+}
+
+impl NodePool {
+    /// The pool made of the named node fields of `layout`, in the order given.
+    pub fn new(layout: &Layout, names: &[&str]) -> Result<NodePool, RegistryError> {
+        if names.is_empty() {
+            return Err(RegistryError::Config(
+                "the lease pool names no node field; name one or more of the layout's node fields"
+                    .to_string(),
+            ));
+        }
+        let mut fields = Vec::with_capacity(names.len());
+        for name in names {
+            let field = layout
+                .node_fields()
+                .find(|f| f.name == *name && f.kind == FieldKind::Node)
+                .ok_or_else(|| {
+                    RegistryError::Config(format!(
+                        "lease pool field `{name}` is not a node field of the layout; its node fields are: {}",
+                        layout
+                            .node_fields()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            if fields.iter().any(|(n, _)| n == name) {
+                return Err(RegistryError::Config(format!(
+                    "lease pool names field `{name}` twice"
+                )));
+            }
+            fields.push((field.name.clone(), field.width));
+        }
+        let bits: u32 = fields.iter().map(|(_, w)| w).sum();
+        if bits > MAX_POOL_BITS {
+            return Err(RegistryError::Config(format!(
+                "lease pool fields {} are {bits} bits wide together; at most {MAX_POOL_BITS} can be leased",
+                names.join("+")
+            )));
+        }
+        Ok(NodePool { fields })
+    }
+
+    /// Number of ids in the pool (`2^total width`).
+    pub fn size(&self) -> u32 {
+        1u32 << self.fields.iter().map(|(_, w)| w).sum::<u32>()
+    }
+
+    /// Splits a pool id into one value per pooled field, ready for [`Layout::identity`].
+    pub fn values(&self, id: u32) -> Vec<(String, u64)> {
+        let mut rest = u64::from(id);
+        let mut out: Vec<(String, u64)> = self
+            .fields
+            .iter()
+            .rev()
+            .map(|(name, width)| {
+                let v = rest & ((1u64 << width) - 1);
+                rest >>= width;
+                (name.clone(), v)
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("redis://:secret@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://floe:pw@db/floe"),
+            "postgres://floe:***@db/floe"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1/test"),
+            "mysql://root@127.0.0.1/test"
+        );
+        assert_eq!(redact_url("sqlite:data/floe.db"), "sqlite:data/floe.db");
+    }
+
+    #[test]
+    fn owners_differ() {
+        let a = default_owner();
+        let b = default_owner();
+        assert_ne!(a, b);
+        assert!(a.len() <= MAX_OWNER_LEN);
+    }
+
+    #[test]
+    fn request_limits_are_checked() {
+        let ok = LeaseRequest::new("ns", 32, Duration::from_secs(10));
+        ok.validate().unwrap();
+        let e = LeaseRequest {
+            pool_size: 0,
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("pool size 0"), "{e}");
+        let e = LeaseRequest {
+            ttl: Duration::from_millis(10),
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("below the minimum"), "{e}");
+        let e = LeaseRequest {
+            namespace: String::new(),
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("namespace"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn config_opens_each_kind() {
+        let env = |k: &str| match k {
+            "HOSTNAME" => Some("floe-2".to_string()),
+            "WORKER_ID" => Some("9".to_string()),
+            _ => None,
+        };
+        let req = LeaseRequest::new("ns", 16, DEFAULT_TTL);
+        let open = |c: RegistryConfig| c.open(env).unwrap();
+        let masa = open(RegistryConfig::Static { worker_id: None });
+        assert_eq!(masa.acquire(&req).await.unwrap().id, 9);
+        let k8s = open(RegistryConfig::Kubernetes { offset: 4 });
+        assert_eq!(k8s.acquire(&req).await.unwrap().id, 6);
+        let none = RegistryConfig::Static { worker_id: None }
+            .open(|_| None)
+            .unwrap();
+        assert_eq!(none.acquire(&req).await.unwrap().id, 0);
+        open(RegistryConfig::Sql(SqlConfig::new(
+            "postgres://u:pw@db/floe",
+        )));
+        open(RegistryConfig::Redis(RedisConfig::new(
+            "redis://127.0.0.1:6379",
+        )));
+        let e = RegistryConfig::Redis(RedisConfig::new("http://x"))
+            .open(env)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("redis URL `http://x` is invalid"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn genid_pool_concatenates_dc_and_machine() {
+        let layout = Layout::parse("genid").unwrap();
+        let machine = NodePool::new(&layout, &["machine"]).unwrap();
+        assert_eq!(machine.size(), 8);
+        let pool = NodePool::new(&layout, &["dc", "machine"]).unwrap();
+        assert_eq!(pool.size(), 64);
+        assert_eq!(
+            pool.values(0b101_011),
+            vec![("dc".to_string(), 0b101), ("machine".to_string(), 0b011)]
+        );
+        layout.identity(&pool.values(63)).unwrap();
+        let e = NodePool::new(&layout, &["seq"]).unwrap_err();
+        assert!(e.to_string().contains("zone, dc, machine"), "{e}");
+    }
+}

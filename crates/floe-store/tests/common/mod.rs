@@ -1,0 +1,436 @@
+//! The worker-id registry contract, run against every store by `registry_*.rs`, plus the
+//! fencing scenario with a chaos proxy. Each check uses its own namespace, so checks run in
+//! parallel and repeatedly against one table or key prefix.
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use floe_store::registry::{
+    KeeperConfig, Lease, LeaseKeeper, LeaseRequest, LeaseState, RegistryError, WorkerRegistry,
+};
+use floe_testkit::{unique, ChaosProxy};
+use tokio::net::TcpListener;
+use tokio::sync::Barrier;
+use tokio::time::{sleep, timeout, Instant};
+
+/// Builds a registry on the store under test (a fresh client each call, as separate nodes have).
+pub type Factory<'a> = &'a (dyn Fn() -> Arc<dyn WorkerRegistry> + Sync);
+
+/// A ttl long enough that no lease expires during a check unless the check waits for it.
+pub const LONG_TTL: Duration = Duration::from_secs(30);
+/// A ttl short enough to wait out (the minimum the registries accept is 300 ms).
+pub const SHORT_TTL: Duration = Duration::from_millis(300);
+
+pub fn request(namespace: &str, pool_size: u32, ttl: Duration) -> LeaseRequest {
+    LeaseRequest::new(namespace, pool_size, ttl)
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn assert_lost<T: std::fmt::Debug>(r: Result<T, RegistryError>, what: &str) {
+    match r {
+        Err(RegistryError::Lost { .. }) => {}
+        other => panic!("{what}: expected Lost, got {other:?}"),
+    }
+}
+
+/// 40 claimers race for a 32-id pool from 4 clients: 32 distinct ids, exactly 8 `Exhausted`.
+pub async fn forty_claimers_on_32_ids(make: Factory<'_>) {
+    let ns = unique("claim");
+    let clients: Vec<Arc<dyn WorkerRegistry>> = (0..4).map(|_| make()).collect();
+    let start = Arc::new(Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let reg = clients[i % clients.len()].clone();
+            let req = request(&ns, 32, LONG_TTL);
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                reg.acquire(&req).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.expect("claimer task") {
+            Ok(lease) => {
+                assert!(lease.epoch >= 1, "{lease:?}");
+                ids.push(lease.id);
+            }
+            Err(RegistryError::Exhausted { pool_size: 32, .. }) => exhausted += 1,
+            Err(e) => panic!("a claimer failed: {e}"),
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..32).collect::<Vec<_>>(), "32 distinct ids");
+    assert_eq!(
+        exhausted, 8,
+        "the 8 claimers left over are told the pool is exhausted"
+    );
+}
+
+/// An expired lease is granted again, with a higher epoch and the earlier holder's mark; the
+/// earlier holder's renewal then fails.
+pub async fn expiry_reclaims(make: Factory<'_>) {
+    let reg = make();
+    let ns = unique("expiry");
+    let first_req = request(&ns, 4, SHORT_TTL);
+    let first = reg.acquire(&first_req).await.unwrap();
+    assert_eq!(first.id, 0);
+    reg.renew(&first_req, &first, 1_000).await.unwrap();
+    let live = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
+    assert_eq!(live.id, 1, "a live lease is not granted twice");
+    sleep(SHORT_TTL * 2).await;
+    let second = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
+    assert_eq!(second.id, 0, "the lowest expired id is reclaimed");
+    assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
+    assert_eq!(second.previous_high_water_ms, Some(1_000));
+    assert_lost(
+        reg.renew(&first_req, &first, 2_000).await,
+        "renewal by the expired holder",
+    );
+}
+
+/// A holder cut off past its expiry keeps its id if nobody took it meanwhile.
+pub async fn renewal_after_expiry_keeps_an_untaken_id(make: Factory<'_>) {
+    let reg = make();
+    let ns = unique("late");
+    let req = request(&ns, 4, SHORT_TTL);
+    let lease = reg.acquire(&req).await.unwrap();
+    sleep(SHORT_TTL * 2).await;
+    reg.renew(&req, &lease, 5).await.unwrap();
+    let other = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
+    assert_eq!(other.id, 1, "the renewed id is held again");
+}
+
+/// A released id is the next one granted (lowest first), with the releaser's mark.
+pub async fn released_id_is_reused(make: Factory<'_>) {
+    let reg = make();
+    let ns = unique("release");
+    let reqs: Vec<_> = (0..3).map(|_| request(&ns, 8, LONG_TTL)).collect();
+    let mut leases = Vec::new();
+    for req in &reqs {
+        leases.push(reg.acquire(req).await.unwrap());
+    }
+    assert_eq!(leases.iter().map(|l| l.id).collect::<Vec<_>>(), [0, 1, 2]);
+    reg.release(&reqs[1], &leases[1], 500).await.unwrap();
+    let next = reg.acquire(&request(&ns, 8, LONG_TTL)).await.unwrap();
+    assert_eq!(next.id, 1);
+    assert!(next.epoch > leases[1].epoch);
+    assert_eq!(next.previous_high_water_ms, Some(500));
+    assert_lost(
+        reg.renew(&reqs[1], &leases[1], 600).await,
+        "renewal after release",
+    );
+    assert_lost(
+        reg.release(&reqs[1], &leases[1], 600).await,
+        "second release",
+    );
+    let after = reg.acquire(&request(&ns, 8, LONG_TTL)).await.unwrap();
+    assert_eq!(after.id, 3);
+}
+
+/// Only the holder, with its epoch, can renew or release.
+pub async fn non_owner_is_lost(make: Factory<'_>) {
+    let reg = make();
+    let ns = unique("owner");
+    let req = request(&ns, 2, LONG_TTL);
+    let lease = reg.acquire(&req).await.unwrap();
+    let intruder = Lease {
+        owner: "intruder".to_string(),
+        ..lease.clone()
+    };
+    assert_lost(
+        reg.renew(&req, &intruder, 1).await,
+        "renewal by another owner",
+    );
+    assert_lost(
+        reg.release(&req, &intruder, 1).await,
+        "release by another owner",
+    );
+    let stale = Lease {
+        epoch: lease.epoch + 1,
+        ..lease.clone()
+    };
+    assert_lost(
+        reg.renew(&req, &stale, 1).await,
+        "renewal with another epoch",
+    );
+    let unheld = Lease {
+        id: 1,
+        ..lease.clone()
+    };
+    assert_lost(
+        reg.renew(&req, &unheld, 1).await,
+        "renewal of an id never granted",
+    );
+    reg.renew(&req, &lease, 1).await.unwrap();
+}
+
+/// The stored mark only rises: a lower renewal or release does not lower it.
+pub async fn high_water_never_goes_down(make: Factory<'_>) {
+    let reg = make();
+    let ns = unique("hw");
+    let req = request(&ns, 1, LONG_TTL);
+    let lease = reg.acquire(&req).await.unwrap();
+    assert_eq!(lease.previous_high_water_ms, None);
+    let mark = unix_ms();
+    reg.renew(&req, &lease, mark).await.unwrap();
+    reg.renew(&req, &lease, mark - 1_000).await.unwrap();
+    reg.release(&req, &lease, mark - 500).await.unwrap();
+    let next = reg.acquire(&request(&ns, 1, LONG_TTL)).await.unwrap();
+    assert_eq!(next.previous_high_water_ms, Some(mark));
+}
+
+/// A listener that accepts connections and never answers: a hung store.
+pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, task)
+}
+
+/// A store that does not answer makes calls fail within the call timeout instead of hanging.
+pub async fn hung_store_is_unavailable(reg: Arc<dyn WorkerRegistry>, call_timeout: Duration) {
+    let req = request(&unique("hung"), 4, LONG_TTL);
+    let started = Instant::now();
+    let r = timeout(call_timeout * 3, reg.acquire(&req))
+        .await
+        .expect("the registry call itself must time out");
+    assert!(
+        matches!(r, Err(RegistryError::Unavailable { .. })),
+        "expected Unavailable, got {r:?}"
+    );
+    assert!(
+        started.elapsed() < call_timeout * 2,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// One state change seen on a keeper's channel.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub state: LeaseState,
+}
+
+/// Records every state a keeper publishes, with the instant it was seen.
+pub fn record(keeper: &LeaseKeeper) -> Arc<Mutex<Vec<Seen>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut rx = keeper.subscribe();
+    let out = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let state = rx.borrow_and_update().clone();
+            out.lock().unwrap().push(Seen {
+                at: Instant::now(),
+                state,
+            });
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    log
+}
+
+/// When the recorder first saw `Held` (waiting briefly for it to catch up).
+pub async fn first_held(log: &Mutex<Vec<Seen>>) -> Instant {
+    for _ in 0..200 {
+        let seen = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| matches!(s.state, LeaseState::Held { .. }))
+            .map(|s| s.at);
+        if let Some(at) = seen {
+            return at;
+        }
+        sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no Held state recorded");
+}
+
+/// Waits (bounded) until the keeper's state satisfies `pred`.
+pub async fn wait_state(
+    keeper: &LeaseKeeper,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&LeaseState) -> bool,
+) -> LeaseState {
+    let mut rx = keeper.subscribe();
+    let seen = timeout(within, async {
+        rx.wait_for(|s| pred(s)).await.map(|state| state.clone())
+    })
+    .await;
+    match seen {
+        Ok(Ok(state)) => state,
+        _ => panic!("{what}: not within {within:?}; state {:?}", keeper.state()),
+    }
+}
+
+/// The fencing scenario. Node A reaches the store through `proxy`; node B directly; the pool
+/// has one id. Cutting the proxy must make A stop (leave `Held`) by its fence
+/// `last renewal sent + ttl − margin`; B must get the id only after that, with a higher epoch and
+/// A's high-water mark; after healing, A must not hold the id again while B does.
+pub async fn keeper_fences_before_another_node_takes_over(
+    proxied: Arc<dyn WorkerRegistry>,
+    direct: Arc<dyn WorkerRegistry>,
+    proxy: &ChaosProxy,
+) {
+    let ns = unique("fence");
+    let ttl = Duration::from_millis(1_500);
+    let config = KeeperConfig::for_ttl(ttl);
+    let margin = config.margin;
+    // A's mark: the wall clock, as a generator's persisted mark would roughly be.
+    let a_mark = Arc::new(AtomicU64::new(0));
+    let mark = a_mark.clone();
+    let a = LeaseKeeper::start(
+        proxied,
+        request(&ns, 1, ttl),
+        config.clone(),
+        Arc::new(move || {
+            let now = unix_ms();
+            mark.fetch_max(now, Ordering::SeqCst);
+            now
+        }),
+    )
+    .unwrap();
+    let a_log = record(&a);
+    let a_lease = timeout(Duration::from_secs(5), a.wait_held())
+        .await
+        .expect("A acquires within 5 s")
+        .unwrap();
+    let acquired_wall = unix_ms();
+    // Let at least one renewal (every ttl/3 = 500 ms) store A's mark.
+    sleep(Duration::from_millis(800)).await;
+
+    let cut_at = Instant::now();
+    proxy.cut();
+    let b = LeaseKeeper::start(
+        direct,
+        request(&ns, 1, ttl),
+        KeeperConfig {
+            backoff_max: Duration::from_millis(300),
+            ..config.clone()
+        },
+        Arc::new(unix_ms),
+    )
+    .unwrap();
+    let b_log = record(&b);
+
+    // A leaves Held by its fence, which lies within ttl − margin of the cut.
+    let slack = Duration::from_millis(500);
+    wait_state(&a, ttl + slack, "A stops after the cut", |s| {
+        !matches!(s, LeaseState::Held { .. })
+    })
+    .await;
+    let left_at = Instant::now();
+    let last_fence = a_log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|s| match &s.state {
+            LeaseState::Held { fence_deadline, .. } => *fence_deadline,
+            _ => None,
+        })
+        .expect("A published a fence");
+    assert!(
+        last_fence <= cut_at + ttl - margin,
+        "A's fence {:?} after the cut must be at most ttl − margin",
+        last_fence - cut_at
+    );
+    assert!(
+        left_at <= last_fence + slack,
+        "A left Held {:?} after its fence",
+        left_at - last_fence
+    );
+
+    // B gets the id once A's lease expired in the store.
+    let b_lease = timeout(ttl * 3, b.wait_held())
+        .await
+        .expect("B acquires after A's lease expires")
+        .unwrap();
+    let b_held_at = first_held(&b_log).await;
+    assert_eq!(b_lease.id, a_lease.id);
+    assert!(b_lease.epoch > a_lease.epoch, "{b_lease:?} vs {a_lease:?}");
+    assert!(
+        last_fence < b_held_at,
+        "held intervals overlap: A's fence is {:?} after B took over",
+        last_fence - b_held_at
+    );
+    // Stronger: the store granted B the id only once A's lease expired, at least `margin` after
+    // A's fence (A's renewal was sent before the store started its ttl).
+    assert!(
+        b_held_at >= last_fence + margin,
+        "B took over {:?} after A's fence, less than the margin {margin:?}",
+        b_held_at - last_fence
+    );
+    let stored = b_lease
+        .previous_high_water_ms
+        .expect("A's renewals stored its mark");
+    assert!(
+        stored >= acquired_wall && stored <= a_mark.load(Ordering::SeqCst),
+        "B sees A's mark {stored}, A reported up to {}",
+        a_mark.load(Ordering::SeqCst)
+    );
+    // B was not serving before A stopped either.
+    assert!(b_log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.at <= last_fence)
+        .all(|s| !matches!(s.state, LeaseState::Held { .. })));
+
+    // Healed, A finds its lease lost and the pool full; it never holds the id beside B.
+    let healed_at = Instant::now();
+    proxy.heal();
+    sleep(ttl).await;
+    assert!(
+        a_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.at >= healed_at)
+            .all(|s| !matches!(s.state, LeaseState::Held { .. })),
+        "A held again while B holds: {:?}",
+        a.state()
+    );
+    assert!(
+        matches!(b.state(), LeaseState::Held { .. }),
+        "{:?}",
+        b.state()
+    );
+    assert!(
+        matches!(
+            a.state(),
+            LeaseState::Exhausted { .. } | LeaseState::Acquiring { .. }
+        ),
+        "{:?}",
+        a.state()
+    );
+    b.shutdown().await.unwrap();
+    // A may still be retrying its old lease; handing it back then finds it lost.
+    let a_end = a.shutdown().await;
+    assert!(
+        matches!(a_end, Ok(()) | Err(RegistryError::Lost { .. })),
+        "{a_end:?}"
+    );
+}

@@ -1,0 +1,106 @@
+//! The Redis worker-id registry against the real Redis (`FLOE_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`). A missing Redis fails these tests.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_store::registry::{RedisConfig, RedisRegistry, WorkerRegistry};
+use floe_testkit::{host_port, redis_url, unique, with_host_port, ChaosProxy};
+
+/// A registry on `url` under `prefix`.
+fn registry(url: &str, prefix: &str, call_timeout: Duration) -> Arc<dyn WorkerRegistry> {
+    let config = RedisConfig {
+        key_prefix: prefix.to_string(),
+        call_timeout,
+        ..RedisConfig::new(url)
+    };
+    Arc::new(RedisRegistry::new(&config).unwrap())
+}
+
+/// A key prefix of its own for one test, whose keys are deleted when the test ends.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Prefix {
+        Prefix(unique("floetest"))
+    }
+
+    fn factory(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
+        move || registry(&redis_url(), &self.0, Duration::from_secs(5))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        // Best effort, and synchronous so it also runs when a test panics.
+        if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.0))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_claimers_on_32_ids() {
+    let p = Prefix::new();
+    common::forty_claimers_on_32_ids(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_reclaims() {
+    let p = Prefix::new();
+    common::expiry_reclaims(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_after_expiry_keeps_an_untaken_id() {
+    let p = Prefix::new();
+    common::renewal_after_expiry_keeps_an_untaken_id(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_id_is_reused() {
+    let p = Prefix::new();
+    common::released_id_is_reused(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_owner_is_lost() {
+    let p = Prefix::new();
+    common::non_owner_is_lost(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_water_never_goes_down() {
+    let p = Prefix::new();
+    common::high_water_never_goes_down(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_is_unavailable_within_the_call_timeout() {
+    let (addr, hole) = common::black_hole().await;
+    let timeout = Duration::from_millis(500);
+    let url = with_host_port(&redis_url(), addr);
+    common::hung_store_is_unavailable(registry(&url, "floetest", timeout), timeout).await;
+    hole.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeper_fences_before_another_node_takes_over() {
+    let p = Prefix::new();
+    let proxy = ChaosProxy::start(&host_port(&redis_url())).await.unwrap();
+    let proxied = registry(
+        &with_host_port(&redis_url(), proxy.addr()),
+        &p.0,
+        Duration::from_millis(400),
+    );
+    let direct = registry(&redis_url(), &p.0, Duration::from_secs(2));
+    common::keeper_fences_before_another_node_takes_over(proxied, direct, &proxy).await;
+}

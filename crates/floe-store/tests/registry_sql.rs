@@ -1,0 +1,162 @@
+//! The SQL worker-id registry against SQLite (a temporary file), PostgreSQL
+//! (`FLOE_TEST_POSTGRES_URL`) and MariaDB/MySQL (`FLOE_TEST_MYSQL_URL`). A missing server fails
+//! these tests. Each test uses a table of its own, dropped at the end.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_store::registry::{SqlConfig, SqlRegistry, WorkerRegistry};
+use floe_testkit::{host_port, mysql_url, postgres_url, unique, with_host_port, ChaosProxy};
+use sqlx::Executor;
+
+/// A registry on `url` using `table`.
+fn registry(url: &str, table: &str, call_timeout: Duration) -> Arc<dyn WorkerRegistry> {
+    let config = SqlConfig {
+        table: table.to_string(),
+        call_timeout,
+        ..SqlConfig::new(url)
+    };
+    Arc::new(SqlRegistry::new(&config).unwrap())
+}
+
+/// A table of its own for one test (in a temporary SQLite file, or on a server).
+struct Table {
+    url: String,
+    name: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Table {
+    fn sqlite() -> Table {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("floe.db").display());
+        Table {
+            url,
+            name: "floe_workers".to_string(),
+            _dir: Some(dir),
+        }
+    }
+
+    fn server(url: String) -> Table {
+        Table {
+            url,
+            name: unique("floe_workers"),
+            _dir: None,
+        }
+    }
+
+    fn factory(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
+        // Generous: 40 claimers on a loaded 2-core machine queue for SQLite's write lock.
+        move || registry(&self.url, &self.name, Duration::from_secs(10))
+    }
+
+    async fn drop_table(self) {
+        if self._dir.is_some() {
+            return;
+        }
+        sqlx::any::install_default_drivers();
+        if let Ok(pool) = sqlx::AnyPool::connect(&self.url).await {
+            let _ = pool
+                .execute(format!("DROP TABLE IF EXISTS {}", self.name).as_str())
+                .await;
+            pool.close().await;
+        }
+    }
+}
+
+/// The registry contract for one store.
+macro_rules! contract {
+    ($store:ident, $table:expr) => {
+        mod $store {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn forty_claimers_on_32_ids() {
+                let t = $table;
+                common::forty_claimers_on_32_ids(&t.factory()).await;
+                t.drop_table().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expiry_reclaims() {
+                let t = $table;
+                common::expiry_reclaims(&t.factory()).await;
+                t.drop_table().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn renewal_after_expiry_keeps_an_untaken_id() {
+                let t = $table;
+                common::renewal_after_expiry_keeps_an_untaken_id(&t.factory()).await;
+                t.drop_table().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn released_id_is_reused() {
+                let t = $table;
+                common::released_id_is_reused(&t.factory()).await;
+                t.drop_table().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn non_owner_is_lost() {
+                let t = $table;
+                common::non_owner_is_lost(&t.factory()).await;
+                t.drop_table().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn high_water_never_goes_down() {
+                let t = $table;
+                common::high_water_never_goes_down(&t.factory()).await;
+                t.drop_table().await;
+            }
+        }
+    };
+}
+
+contract!(sqlite, Table::sqlite());
+contract!(postgres, Table::server(postgres_url()));
+contract!(mysql, Table::server(mysql_url()));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_database_is_unavailable_within_the_call_timeout() {
+    let (addr, hole) = common::black_hole().await;
+    let timeout = Duration::from_millis(500);
+    for url in [postgres_url(), mysql_url()] {
+        let reg = registry(&with_host_port(&url, addr), "floe_workers", timeout);
+        common::hung_store_is_unavailable(reg, timeout).await;
+    }
+    hole.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeper_fences_before_another_node_takes_over() {
+    let t = Table::server(postgres_url());
+    let proxy = ChaosProxy::start(&host_port(&t.url)).await.unwrap();
+    let proxied = registry(
+        &with_host_port(&t.url, proxy.addr()),
+        &t.name,
+        Duration::from_millis(400),
+    );
+    let direct = registry(&t.url, &t.name, Duration::from_secs(2));
+    common::keeper_fences_before_another_node_takes_over(proxied, direct, &proxy).await;
+    t.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_keeper_fences_before_another_node_takes_over() {
+    let t = Table::server(mysql_url());
+    let proxy = ChaosProxy::start(&host_port(&t.url)).await.unwrap();
+    let proxied = registry(
+        &with_host_port(&t.url, proxy.addr()),
+        &t.name,
+        Duration::from_millis(400),
+    );
+    let direct = registry(&t.url, &t.name, Duration::from_secs(2));
+    common::keeper_fences_before_another_node_takes_over(proxied, direct, &proxy).await;
+    t.drop_table().await;
+}
