@@ -305,25 +305,7 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Removes the password from a URL so it can appear in errors and logs.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                format!("{scheme}://{user}@{host}{path}")
-            }
-        }
-        None => url.to_string(),
-    }
-}
+pub(crate) use crate::db::redact_url;
 
 /// The node field(s) a registry hands out, seen as one number.
 ///
@@ -403,23 +385,6 @@ impl NodePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(
-            redact_url("redis://:secret@127.0.0.1:6379/0"),
-            "redis://:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact_url("postgres://floe:pw@db/floe"),
-            "postgres://floe:***@db/floe"
-        );
-        assert_eq!(
-            redact_url("mysql://root@127.0.0.1/test"),
-            "mysql://root@127.0.0.1/test"
-        );
-        assert_eq!(redact_url("sqlite:data/floe.db"), "sqlite:data/floe.db");
-    }
 
     #[test]
     fn owners_differ() {

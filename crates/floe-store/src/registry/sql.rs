@@ -23,11 +23,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::OnceCell;
 
 use super::{bounded, redact_url, Lease, LeaseRequest, RegistryError, WorkerRegistry};
+use crate::db::{lazy_pool, sqlite_wal, Dialect};
 
 /// Default table name.
 pub const DEFAULT_TABLE: &str = "floe_workers";
@@ -35,60 +36,6 @@ pub const DEFAULT_TABLE: &str = "floe_workers";
 /// A claimer that keeps losing races gives up after this many rounds (each lost round means
 /// another claimer won an id, so this is only reached under extreme churn).
 const MAX_CLAIM_ROUNDS: usize = 1000;
-
-/// The SQL dialect, from the URL scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    /// `sqlite:`.
-    Sqlite,
-    /// `postgres:` / `postgresql:`.
-    Postgres,
-    /// `mysql:` / `mariadb:`.
-    MySql,
-}
-
-impl Dialect {
-    fn of_url(url: &str) -> Result<Dialect, RegistryError> {
-        let scheme = url.split(':').next().unwrap_or_default();
-        match scheme {
-            "sqlite" => Ok(Dialect::Sqlite),
-            "postgres" | "postgresql" => Ok(Dialect::Postgres),
-            "mysql" | "mariadb" => Ok(Dialect::MySql),
-            _ => Err(RegistryError::Config(format!(
-                "registry URL `{}` has scheme `{scheme}`; allowed are sqlite:, postgres:, mysql: (or mariadb:)",
-                redact_url(url)
-            ))),
-        }
-    }
-
-    /// The database's current time in Unix ms, as a BIGINT expression.
-    fn now_ms(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
-            Dialect::Postgres => "(extract(epoch from clock_timestamp()) * 1000)::bigint",
-            // The session time zone is set to UTC on connect, so no DST hour is ambiguous.
-            Dialect::MySql => "CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)",
-        }
-    }
-
-    /// Rewrites `?` placeholders as PostgreSQL's `$1, $2…` (the statements hold no `?` literals).
-    fn placeholders(self, sql: &str) -> String {
-        if self != Dialect::Postgres {
-            return sql.to_string();
-        }
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-}
 
 /// The statements, built once per registry from the dialect and the table name.
 #[derive(Debug)]
@@ -205,7 +152,6 @@ pub struct SqlRegistry {
 impl SqlRegistry {
     /// Checks the config and builds a lazy pool; nothing is connected until the first call.
     pub fn new(config: &SqlConfig) -> Result<SqlRegistry, RegistryError> {
-        let dialect = Dialect::of_url(&config.url)?;
         let table = &config.table;
         let plain = table.len() <= 63
             && table.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -220,33 +166,9 @@ impl SqlRegistry {
                 "registry call_timeout must be above zero (default 2 s)".to_string(),
             ));
         }
-        sqlx::any::install_default_drivers();
-        let mut url = config.url.clone();
-        if dialect == Dialect::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
-            // Create the file on first use, like the table.
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str("mode=rwc");
-        }
         let shown = redact_url(&config.url);
-        let pool = AnyPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.call_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    match dialect {
-                        // Concurrent claimers queue on the write lock instead of failing.
-                        Dialect::Sqlite => conn.execute("PRAGMA busy_timeout = 5000").await?,
-                        // UNIX_TIMESTAMP reads NOW() in the session zone; UTC has no DST gaps.
-                        Dialect::MySql => conn.execute("SET time_zone = '+00:00'").await?,
-                        Dialect::Postgres => return Ok(()),
-                    };
-                    Ok(())
-                })
-            })
-            .connect_lazy(&url)
-            .map_err(|e| {
-                RegistryError::Config(format!("registry URL `{shown}` is invalid: {e}"))
-            })?;
+        let (pool, dialect) = lazy_pool(&config.url, config.max_connections, config.call_timeout)
+            .map_err(|e| RegistryError::Config(format!("registry {e}")))?;
         Ok(SqlRegistry {
             pool,
             dialect,
@@ -272,17 +194,9 @@ impl SqlRegistry {
         self.schema
             .get_or_try_init(|| async {
                 if self.dialect == Dialect::Sqlite {
-                    // WAL lets readers overlap the writer. Switching needs an exclusive lock
-                    // that busy_timeout does not wait for, so retry while other connections
-                    // hold the file; the mode is stored in the file, so this happens once.
-                    let mut tries = 0;
-                    while let Err(e) = self.pool.execute("PRAGMA journal_mode = WAL").await {
-                        tries += 1;
-                        if tries >= 50 {
-                            return Err(self.err("switching to WAL", e));
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    sqlite_wal(&self.pool)
+                        .await
+                        .map_err(|e| self.err("switching to WAL", e))?;
                 }
                 // Two nodes creating the table at once can collide in PostgreSQL's catalog
                 // even with IF NOT EXISTS; the second attempt then sees the table.

@@ -15,7 +15,7 @@ use floe_core::{HandBack, Segment};
 use thiserror::Error;
 
 pub use service::{SegmentService, ServiceConfig, ServiceError, TagState};
-pub use sql::{Dialect, SqlSegmentStore, StoreOptions, TableSpec};
+pub use sql::{SqlSegmentStore, StoreOptions, TableSpec};
 
 /// Why a store call failed.
 #[derive(Debug, Error)]

@@ -1,71 +1,14 @@
 //! The segment store on SQLite, PostgreSQL and MySQL/MariaDB (sqlx `Any`, runtime queries).
 
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use floe_core::{HandBack, Segment};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
 use super::{SegmentStore, StoreError, TagRow};
-
-/// The SQL dialect, from the URL scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// `sqlite:` — the embedded default.
-    Sqlite,
-    /// `postgres:` / `postgresql:`.
-    Postgres,
-    /// `mysql:` / `mariadb:`.
-    MySql,
-}
-
-impl Dialect {
-    /// Reads the dialect from a database URL.
-    pub fn of_url(url: &str) -> Result<Dialect, StoreError> {
-        let scheme = url.split(':').next().unwrap_or_default();
-        match scheme {
-            "sqlite" => Ok(Dialect::Sqlite),
-            "postgres" | "postgresql" => Ok(Dialect::Postgres),
-            "mysql" | "mariadb" => Ok(Dialect::MySql),
-            _ => Err(StoreError::Invalid(format!(
-                "segment.url `{}` has scheme `{scheme}`; allowed are sqlite:, postgres:, mysql: (or mariadb:)",
-                redact(url)
-            ))),
-        }
-    }
-
-    /// The n-th bind placeholder (1-based).
-    fn arg(self, n: usize) -> String {
-        match self {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Sqlite | Dialect::MySql => "?".to_string(),
-        }
-    }
-
-    /// The type a BIGINT is cast to, so every driver decodes an i64.
-    fn bigint(self) -> &'static str {
-        match self {
-            Dialect::MySql => "SIGNED",
-            Dialect::Sqlite | Dialect::Postgres => "BIGINT",
-        }
-    }
-}
-
-/// Hides a password in a URL for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+use crate::db::{lazy_pool, sqlite_wal, Dialect};
 
 /// Table and column names, so Floe runs on Leaf's, FeatherID's or another existing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,33 +121,22 @@ impl Statements {
                 format!("UPDATE {t} SET {max} = LAST_INSERT_ID({max} + ?) WHERE {tag} = ?")
             }
             _ => format!(
-                "UPDATE {t} SET {max} = {max} + {} WHERE {tag} = {} RETURNING CAST({max} AS {big})",
-                d.arg(1),
-                d.arg(2)
+                "UPDATE {t} SET {max} = {max} + ? WHERE {tag} = ? RETURNING CAST({max} AS {big})"
             ),
         };
         let (text, int) = match d {
             Dialect::Sqlite => ("TEXT", "INTEGER"),
             _ => ("VARCHAR(128)", "BIGINT"),
         };
+        let sql = |q: String| d.placeholders(&q);
         Statements {
-            claim,
+            claim: sql(claim),
             mysql_last_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)",
-            select_one: format!("SELECT {cols} FROM {t} WHERE {tag} = {}", d.arg(1)),
+            select_one: sql(format!("SELECT {cols} FROM {t} WHERE {tag} = ?")),
             select_all: format!("SELECT {cols} FROM {t} ORDER BY {tag}"),
-            insert: format!(
-                "INSERT INTO {t} ({tag}, {max}, {step}) VALUES ({}, {}, {})",
-                d.arg(1),
-                d.arg(2),
-                d.arg(3)
-            ),
-            set_step: format!("UPDATE {t} SET {step} = {} WHERE {tag} = {}", d.arg(1), d.arg(2)),
-            hand_back: format!(
-                "UPDATE {t} SET {max} = {} WHERE {tag} = {} AND {max} = {}",
-                d.arg(1),
-                d.arg(2),
-                d.arg(3)
-            ),
+            insert: sql(format!("INSERT INTO {t} ({tag}, {max}, {step}) VALUES (?, ?, ?)")),
+            set_step: sql(format!("UPDATE {t} SET {step} = ? WHERE {tag} = ?")),
+            hand_back: sql(format!("UPDATE {t} SET {max} = ? WHERE {tag} = ? AND {max} = ?")),
             create_table: format!(
                 "CREATE TABLE IF NOT EXISTS {t} ({tag} {text} NOT NULL PRIMARY KEY, {max} {int} NOT NULL, {step} {int} NOT NULL)"
             ),
@@ -256,28 +188,8 @@ impl SqlSegmentStore {
         options: StoreOptions,
     ) -> Result<SqlSegmentStore, StoreError> {
         spec.validate()?;
-        let dialect = Dialect::of_url(url)?;
-        sqlx::any::install_default_drivers();
-        let mut url = url.to_string();
-        if dialect == Dialect::Sqlite {
-            url = sqlite_url(&url)?;
-        }
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.call_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // WAL lets readers and the one writer overlap; the busy timeout makes
-                        // concurrent claimers queue instead of failing with SQLITE_BUSY.
-                        conn.execute("PRAGMA journal_mode=WAL").await?;
-                        conn.execute("PRAGMA busy_timeout=5000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy(&url)
-            .map_err(|e| StoreError::Invalid(format!("segment.url `{}`: {e}", redact(&url))))?;
+        let (pool, dialect) = lazy_pool(url, options.max_connections, options.call_timeout)
+            .map_err(|e| StoreError::Invalid(format!("segment.url: {e}")))?;
         let store = SqlSegmentStore {
             pool,
             dialect,
@@ -290,8 +202,11 @@ impl SqlSegmentStore {
         Ok(store)
     }
 
-    /// Creates the table if it does not exist.
+    /// Creates the table if it does not exist (and switches SQLite to WAL).
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Sqlite {
+            self.timed(sqlite_wal(&self.pool)).await?;
+        }
         self.timed(sqlx::query(&self.sql.create_table).execute(&self.pool))
             .await
             .map(|_| ())
@@ -333,33 +248,6 @@ impl SqlSegmentStore {
             .await?;
         r.try_get(0).map_err(unavailable)
     }
-}
-
-/// Turns `sqlite:path` into a URL that creates the file, creating its directory too.
-fn sqlite_url(url: &str) -> Result<String, StoreError> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" {
-        if let Some(dir) = Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Invalid(format!(
-                    "segment.url: cannot create directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
-    }
-    let query = if query.contains("mode=") {
-        query.to_string()
-    } else if query.is_empty() {
-        "mode=rwc".to_string()
-    } else {
-        format!("{query}&mode=rwc")
-    };
-    Ok(format!("sqlite://{path}?{query}"))
 }
 
 #[async_trait]
@@ -482,23 +370,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dialects_and_redaction() {
-        assert_eq!(
-            Dialect::of_url("sqlite:data/floe.db").unwrap(),
-            Dialect::Sqlite
-        );
-        assert_eq!(
-            Dialect::of_url("postgresql://u@h/db").unwrap(),
-            Dialect::Postgres
-        );
-        assert_eq!(Dialect::of_url("mariadb://u@h/db").unwrap(), Dialect::MySql);
-        let e = Dialect::of_url("oracle://u:secret@h/db")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("u:***@h") && !e.contains("secret"), "{e}");
-    }
-
-    #[test]
     fn names_are_identifiers() {
         let mut s = TableSpec::floe();
         s.table = "x; DROP TABLE y".into();
@@ -509,18 +380,5 @@ mod tests {
             .contains("segment.table"));
         assert!(TableSpec::preset("leaf").unwrap().validate().is_ok());
         assert!(TableSpec::preset("nope").is_err());
-    }
-
-    #[test]
-    fn sqlite_urls_create_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/x.db");
-        let url = sqlite_url(&format!("sqlite:{}", path.display())).unwrap();
-        assert_eq!(url, format!("sqlite://{}?mode=rwc", path.display()));
-        assert!(dir.path().join("sub").is_dir());
-        assert_eq!(
-            sqlite_url("sqlite::memory:").unwrap(),
-            "sqlite://:memory:?mode=rwc"
-        );
     }
 }

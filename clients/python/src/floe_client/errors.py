@@ -1,0 +1,71 @@
+"""The exceptions of the Floe client.
+
+Every exception the client raises on purpose is a :class:`FloeError`. The split follows what a
+caller can do about it:
+
+- :class:`FloeUnavailable`: no server could answer; retry later (the client already tried every
+  server it was given, within its timeout budget).
+- :class:`FloeBadRequest` (and its narrower :class:`FloeOverLimit`): fix the input; another server
+  would say the same, so the client does not fail over. It is also a :class:`ValueError`.
+- :class:`FloeUnknownTag`: create the segment tag on the server, or fix its name.
+- :class:`FloeUnsupported`: the request needs a protocol the server or client configuration lacks
+  (segment IDs over GenID's v1).
+- :class:`FloeProtocolError`: a server answered with bytes the client cannot understand.
+- :class:`FloeInternalError`: the server reported a bug (v2 status 5, HTTP 500).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+
+class FloeError(Exception):
+    """Base class of every error the Floe client raises.
+
+    ``server`` names the server that gave the answer, when one did.
+    """
+
+    def __init__(self, message: str, *, server: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.server = server
+
+
+class FloeUnavailable(FloeError):
+    """No server could serve the request: every one was down, timed out or reported itself unavailable.
+
+    ``errors`` maps each server tried to the last error it gave, in the order they were tried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Optional[Dict[str, BaseException]] = None,
+        server: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, server=server)
+        self.errors: Dict[str, BaseException] = dict(errors or {})
+
+
+class FloeBadRequest(FloeError, ValueError):
+    """The request is invalid (count out of range, empty tag…); fix the input, retrying will not help."""
+
+
+class FloeOverLimit(FloeBadRequest):
+    """The request asked for more IDs than the server allows in one request; ask for fewer."""
+
+
+class FloeUnknownTag(FloeError):
+    """The segment tag does not exist on the server."""
+
+
+class FloeUnsupported(FloeError):
+    """The request needs protocol v2 (segment IDs) but the client or the server speaks only GenID's v1."""
+
+
+class FloeProtocolError(FloeError):
+    """A server sent bytes that do not follow the protocol (wrong magic, req_id or length)."""
+
+
+class FloeInternalError(FloeError):
+    """The server reported an internal error (a bug on the server); see its logs."""
