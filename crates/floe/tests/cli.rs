@@ -26,7 +26,11 @@ fn assert_usage_error(args: &[&str], needles: &[&str]) {
     let o = floe(args);
     assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
     for n in needles {
-        assert!(stderr(&o).contains(n), "{args:?}: stderr lacks {n:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(n),
+            "{args:?}: stderr lacks {n:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -49,7 +53,13 @@ fn decode_prints_every_field() {
 
 #[test]
 fn decode_reads_hex_and_prints_json() {
-    let o = floe(&["decode", "0x10d2767a09c6702a", "--layout", "twitter", "--json"]);
+    let o = floe(&[
+        "decode",
+        "0x10d2767a09c6702a",
+        "--layout",
+        "twitter",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["id"], 1212161516238172202u64);
@@ -63,17 +73,44 @@ fn decode_reads_hex_and_prints_json() {
 fn bad_input_to_every_subcommand_is_a_clear_usage_error() {
     assert_usage_error(&["decode", "abc"], &["id `abc`", "unsigned 64-bit"]);
     assert_usage_error(&["decode", "-5"], &["id `-5`"]);
-    assert_usage_error(&["decode", "1", "--layout", "nosuch"], &["--layout", "unknown layout `nosuch`"]);
-    assert_usage_error(&["decode", "9223372036854775808", "--layout", "twitter"], &["sign bit"]);
-    assert_usage_error(&["layout", "--layout", "time:41/1ms seq:40"], &["--layout", "81 bits", "64"]);
-    assert_usage_error(&["layout", "--layout", "time:41/1h seq:12"], &["needs a suffix"]);
+    assert_usage_error(
+        &["decode", "1", "--layout", "nosuch"],
+        &["--layout", "unknown layout `nosuch`"],
+    );
+    assert_usage_error(
+        &["decode", "9223372036854775808", "--layout", "twitter"],
+        &["sign bit"],
+    );
+    assert_usage_error(
+        &["layout", "--layout", "time:41/1ms seq:40"],
+        &["--layout", "81 bits", "64"],
+    );
+    assert_usage_error(
+        &["layout", "--layout", "time:41/1h seq:12"],
+        &["needs a suffix"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    assert_usage_error(&["gen", "--data-dir", d, "-i", "zone=32"], &["zone", "0..=31"]);
-    assert_usage_error(&["gen", "--data-dir", d, "-i", "worker=1"], &["worker", "zone, dc, machine"]);
-    assert_usage_error(&["gen", "--data-dir", d, "-i", "zone=x"], &["--identity", "zone=x"]);
-    assert_usage_error(&["gen", "--data-dir", d, "--layout", "baidu"], &["expired", "move the epoch"]);
-    assert_usage_error(&["gen", "--data-dir", d, "--layout", "bogus("], &["--layout"]);
+    assert_usage_error(
+        &["gen", "--data-dir", d, "-i", "zone=32"],
+        &["zone", "0..=31"],
+    );
+    assert_usage_error(
+        &["gen", "--data-dir", d, "-i", "worker=1"],
+        &["worker", "zone, dc, machine"],
+    );
+    assert_usage_error(
+        &["gen", "--data-dir", d, "-i", "zone=x"],
+        &["--identity", "zone=x"],
+    );
+    assert_usage_error(
+        &["gen", "--data-dir", d, "--layout", "baidu"],
+        &["expired", "move the epoch"],
+    );
+    assert_usage_error(
+        &["gen", "--data-dir", d, "--layout", "bogus("],
+        &["--layout"],
+    );
     // clap's own errors (a missing argument) are also non-zero.
     let o = floe(&["decode"]);
     assert!(!o.status.success());
@@ -94,7 +131,15 @@ fn layout_shows_capacity_and_end_date() {
 }
 
 fn gen(dir: &str, n: &str) -> Vec<u64> {
-    let o = floe(&["gen", "-n", n, "--data-dir", dir, "-i", "zone=1,dc=2,machine=3"]);
+    let o = floe(&[
+        "gen",
+        "-n",
+        n,
+        "--data-dir",
+        dir,
+        "-i",
+        "zone=1,dc=2,machine=3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o).lines().map(|l| l.parse().unwrap()).collect()
 }
@@ -124,5 +169,9 @@ fn gen_refuses_a_data_dir_in_use() {
     let _held = floe_store::FileHighWater::open(dir.path()).unwrap();
     let o = floe(&["gen", "--data-dir", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("in use by another Floe process"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in use by another Floe process"),
+        "{}",
+        stderr(&o)
+    );
 }

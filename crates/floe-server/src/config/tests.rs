@@ -1,0 +1,373 @@
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn args_with_file(f: &tempfile::NamedTempFile) -> ServeArgs {
+    ServeArgs {
+        config: Some(f.path().to_path_buf()),
+        ..ServeArgs::default()
+    }
+}
+
+fn err(args: &ServeArgs, env_pairs: &[(&str, &str)]) -> String {
+    load(args, &env(env_pairs)).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults() {
+    let c = Config::default();
+    assert_eq!(c.server.tcp_listen.to_string(), DEFAULT_TCP_LISTEN);
+    assert_eq!(c.server.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+    assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.server.frame_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.max_count, 100_000);
+    assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
+    assert!(c.server.admin_token.is_none());
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.log.level, LogLevel::Info);
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.snowflake.layout, Layout::parse("genid").unwrap());
+    assert!(c.snowflake.identity.is_zero());
+    assert!(c.snowflake.volume.is_none());
+}
+
+#[test]
+fn identity_zero_is_a_warning() {
+    let loaded = load(&ServeArgs::default(), &[]).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("snowflake.identity is 0")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn precedence_file_env_flags() {
+    let f = file(
+        r#"
+data_dir = "/tmp/from-file"
+[server]
+tcp_listen = "127.0.0.1:4000"
+max_count = 500
+[snowflake]
+identity = { zone = 1, dc = 1, machine = 1 }
+"#,
+    );
+    let mut args = args_with_file(&f);
+    args.identity = Some("machine=3".into());
+    let loaded = load(
+        &args,
+        &env(&[
+            ("FLOE_SERVER__MAX_COUNT", "700"),
+            ("FLOE_SNOWFLAKE__IDENTITY__DC", "2"),
+            ("FLOE_SERVER__IDLE_TIMEOUT", "90s"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    let c = loaded.config;
+    assert_eq!(c.server.tcp_listen.to_string(), "127.0.0.1:4000");
+    assert_eq!(c.server.max_count, 700);
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/from-file"));
+    assert_eq!(c.snowflake.identity.values(), &[1, 2, 3]);
+}
+
+#[test]
+fn masa_worker_id_env() {
+    let args = ServeArgs {
+        layout: Some("masa".into()),
+        ..ServeArgs::default()
+    };
+    let c = load(&args, &env(&[("WORKER_ID", "12")])).unwrap().config;
+    assert_eq!(c.snowflake.identity.values(), &[12]);
+    // FLOE_WORKER_ID wins over WORKER_ID, whatever the order.
+    let c = load(
+        &args,
+        &env(&[("FLOE_WORKER_ID", "13"), ("WORKER_ID", "12")]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.snowflake.identity.values(), &[13]);
+    // The genid layout has no worker field: WORKER_ID is ignored.
+    let c = load(&ServeArgs::default(), &env(&[("WORKER_ID", "12")]))
+        .unwrap()
+        .config;
+    assert!(c.snowflake.identity.is_zero());
+    let e = err(&args, &[("WORKER_ID", "5000")]);
+    assert!(e.contains("snowflake.identity.worker = 5000"), "{e}");
+    assert!(e.contains("0..=1023"), "{e}");
+}
+
+#[test]
+fn shorthand_env_vars() {
+    let c = load(
+        &ServeArgs::default(),
+        &env(&[
+            ("FLOE_LAYOUT", "twitter"),
+            ("FLOE_IDENTITY", "dc=3,worker=4"),
+            ("FLOE_ADMIN_TOKEN", "12345678"),
+            ("FLOE_DATA_DIR", "/var/lib/floe"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.snowflake.layout, Layout::parse("twitter").unwrap());
+    assert_eq!(c.snowflake.identity.values(), &[3, 4]);
+    assert_eq!(c.server.admin_token.as_deref(), Some("12345678"));
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/floe"));
+    assert!(
+        !format!("{c:?}").contains("12345678"),
+        "token must not be in Debug output"
+    );
+}
+
+#[test]
+fn every_bad_value_names_key_value_and_range() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[server]\nbogus = 1",
+            &[
+                "server.bogus",
+                "unknown key `bogus`",
+                "tcp_listen, http_listen",
+            ],
+        ),
+        (
+            "nonsense = 1",
+            &[
+                "nonsense",
+                "unknown key",
+                "data_dir, server, log, snowflake",
+            ],
+        ),
+        (
+            "[snowflake]\nlayout = \"nosuch\"",
+            &["snowflake.layout", "unknown layout"],
+        ),
+        (
+            "[snowflake]\nlayout = \"baidu\"",
+            &["snowflake.layout", "expired"],
+        ),
+        (
+            "[snowflake]\nlayout = \"time:41/1ms@2999-01-01 seq:22\"",
+            &["snowflake.layout", "in the future"],
+        ),
+        (
+            "[snowflake.identity]\nzone = 32",
+            &["snowflake.identity.zone = 32", "0..=31"],
+        ),
+        (
+            "[snowflake.identity]\nzone = -1",
+            &["snowflake.identity.zone = -1", "0..=31"],
+        ),
+        (
+            "[snowflake.identity]\nworker = 1",
+            &["snowflake.identity.worker", "zone, dc, machine"],
+        ),
+        (
+            "[server]\nidle_timeout = \"5 parsecs\"",
+            &["server.idle_timeout = \"5 parsecs\"", "duration"],
+        ),
+        (
+            "[server]\nidle_timeout = 5",
+            &["server.idle_timeout = 5", "unit"],
+        ),
+        (
+            "[server]\nframe_timeout = \"1ms\"",
+            &["server.frame_timeout", "10ms..=1h"],
+        ),
+        (
+            "[server]\ntcp_listen = \"nonsense\"",
+            &["server.tcp_listen = \"nonsense\"", "IP address and port"],
+        ),
+        (
+            "[server]\nhttp_listen = \"localhost:99999\"",
+            &["server.http_listen", "IP address and port"],
+        ),
+        (
+            "[server]\nmax_count = 0",
+            &["server.max_count = 0", "1..=1000000"],
+        ),
+        (
+            "[server]\nmax_connections = \"many\"",
+            &["server.max_connections = \"many\"", "1..=1000000"],
+        ),
+        (
+            "[server]\npeers = [\"nohost\"]",
+            &["server.peers[0] = \"nohost\"", "host:port"],
+        ),
+        (
+            "[server]\nadmin_token = \"has space\"",
+            &["server.admin_token", "without spaces"],
+        ),
+        (
+            "[log]\nlevel = \"loud\"",
+            &["log.level = \"loud\"", "trace, debug, info, warn, error"],
+        ),
+        (
+            "[log]\nformat = \"xml\"",
+            &["log.format = \"xml\"", "text or json"],
+        ),
+        (
+            "[snowflake]\nlanes = 33",
+            &["snowflake.lanes = 33", "1..=32"],
+        ),
+        (
+            "[snowflake]\nmax_rollback = \"1s\"",
+            &["snowflake.high_water_window", "max_rollback"],
+        ),
+        (
+            "[snowflake]\nmachine_clock = \"maybe\"",
+            &["snowflake.machine_clock = \"maybe\"", "true or false"],
+        ),
+        (
+            "[snowflake]\nclock_offset_ms = 100000000",
+            &["snowflake.clock_offset_ms", "-86400000..=86400000"],
+        ),
+        (
+            "[snowflake.volume]\njump_probability = 2.0",
+            &["snowflake.volume.jump_probability = 2", "0..=1"],
+        ),
+        (
+            "[snowflake.volume]\njump_probability = 0.5\nmax_jump_ticks = 5",
+            &["snowflake.volume.max_jump_ticks = 5", "1..=1"],
+        ),
+        ("data_dir = \"\"", &["data_dir"]),
+        ("[server\n", &["TOML"]),
+    ];
+    for (toml, wants) in cases {
+        let f = file(toml);
+        let e = err(&args_with_file(&f), &[]);
+        for want in *wants {
+            assert!(e.contains(want), "{toml:?}: {e:?} lacks {want:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_env_and_flags_name_their_source() {
+    let e = err(&ServeArgs::default(), &[("FLOE_SERVER__BOGUS", "1")]);
+    assert!(e.contains("FLOE_SERVER__BOGUS"), "{e}");
+    let e = err(&ServeArgs::default(), &[("FLOE_SERVER__MAX_COUNT", "abc")]);
+    assert!(e.contains("server.max_count = \"abc\""), "{e}");
+    let e = err(&ServeArgs::default(), &[("FLOE_IDENTITY", "zone")]);
+    assert!(e.contains("FLOE_IDENTITY"), "{e}");
+    let args = ServeArgs {
+        identity: Some("zone=32".into()),
+        ..ServeArgs::default()
+    };
+    let e = err(&args, &[]);
+    assert!(e.contains("snowflake.identity.zone = 32"), "{e}");
+    let args = ServeArgs {
+        identity: Some("zone=-1".into()),
+        ..ServeArgs::default()
+    };
+    assert!(err(&args, &[]).contains("--identity"));
+    let args = ServeArgs {
+        config: Some("/nonexistent/floe.toml".into()),
+        ..ServeArgs::default()
+    };
+    assert!(err(&args, &[]).contains("/nonexistent/floe.toml"));
+}
+
+#[test]
+fn genid_config_json() {
+    let f = file(r#"{"port":3900,"zone_id":1,"dc_id":2,"machine_id":3,"log":"x"}"#);
+    let args = ServeArgs {
+        genid_config: Some(f.path().to_path_buf()),
+        ..ServeArgs::default()
+    };
+    let loaded = load(&args, &[]).unwrap();
+    assert_eq!(
+        loaded.config.server.tcp_listen.to_string(),
+        "127.0.0.1:3900"
+    );
+    assert_eq!(loaded.config.snowflake.identity.values(), &[1, 2, 3]);
+    assert!(loaded.warnings.iter().any(|w| w.contains("log")));
+
+    let cases = [
+        (
+            r#"{"port":3778,"zone_id":32,"dc_id":0,"machine_id":0}"#,
+            "zone_id = 32",
+        ),
+        (
+            r#"{"port":3778,"zone_id":0,"dc_id":8,"machine_id":0}"#,
+            "dc_id = 8",
+        ),
+        (
+            r#"{"port":3778,"zone_id":0,"dc_id":0,"machine_id":-1}"#,
+            "machine_id = -1",
+        ),
+        (
+            r#"{"port":3778,"zone_id":-3,"dc_id":0,"machine_id":0}"#,
+            "zone_id = -3",
+        ),
+        (
+            r#"{"port":70000,"zone_id":0,"dc_id":0,"machine_id":0}"#,
+            "port = 70000",
+        ),
+        (
+            r#"{"port":3778,"dc_id":0,"machine_id":0}"#,
+            "zone_id = missing",
+        ),
+        (
+            r#"{"port":3778,"zone_id":"1","dc_id":0,"machine_id":0}"#,
+            "zone_id = \"1\"",
+        ),
+        ("not json", "not valid JSON"),
+    ];
+    for (json, want) in cases {
+        let f = file(json);
+        let args = ServeArgs {
+            genid_config: Some(f.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let e = err(&args, &[]);
+        assert!(e.contains(want), "{json}: {e}");
+    }
+}
+
+#[test]
+fn peers_and_volume_parse() {
+    let c = Config::from_toml(
+        r#"
+[server]
+peers = ["10.0.0.2:8880", "http://node3:8880/"]
+admin_token = "s3cret-token"
+[snowflake.volume]
+jump_probability = 0.25
+random_seq_start = true
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.server.peers, ["10.0.0.2:8880", "node3:8880"]);
+    let v = c.snowflake.volume.unwrap();
+    assert_eq!(v.jump_probability, 0.25);
+    assert!(v.random_seq_start);
+    let c = load(
+        &ServeArgs::default(),
+        &env(&[("FLOE_SERVER__PEERS", "a:1, b:2")]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.server.peers, ["a:1", "b:2"]);
+}

@@ -1,0 +1,213 @@
+//! The HTTP listener: native JSON routes, the routes of the systems Floe replaces (byte for
+//! byte), and the admin routes. docs/protocol.md lists every route with example bodies.
+
+mod admin;
+mod compat;
+mod native;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::json;
+
+use crate::node::{IssueError, Node};
+
+/// The router of one node.
+pub(crate) fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/snowflake", get(native::snowflake))
+        .route("/v1/segment/{tag}", get(native::segment))
+        .route("/v1/decode/{id}", get(native::decode))
+        .route("/v1/info", get(native::info))
+        .route("/healthz", get(native::healthz))
+        .route("/readyz", get(native::readyz))
+        .route("/metrics", get(native::metrics))
+        // The originals registered plain handlers that answer every method.
+        .route("/alloc", any(compat::alloc))
+        .route("/health", any(compat::health))
+        .route("/api/v1/id", any(compat::feather_id))
+        .route("/api/v1/id/batch", any(compat::feather_batch))
+        .route("/api/segment/get/{key}", any(compat::leaf_segment))
+        .route("/api/snowflake/get/{key}", any(compat::leaf_snowflake))
+        .route("/decodeSnowflakeId", any(compat::leaf_decode))
+        .route(
+            "/admin/log-level",
+            get(admin::get_level).put(admin::put_level),
+        )
+        .route(
+            "/api/v1/log/level",
+            get(admin::feather_level).post(admin::feather_level),
+        )
+        .route_layer(middleware::from_fn_with_state(node.clone(), track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(node)
+}
+
+/// Records latency and status per route pattern (not per concrete path, which would make one
+/// time series per ID).
+async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    node.metrics
+        .http_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(&method, &uri)
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!(
+            "{} does not accept {method}; see docs/protocol.md",
+            uri.path()
+        ),
+    }
+}
+
+/// The native error shape: `{"error":{"code":…,"message":…}}` with a matching status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    /// HTTP status.
+    status: StatusCode,
+    /// Stable machine-readable code.
+    code: &'static str,
+    /// Names the parameter and the allowed range, or what to do.
+    message: String,
+}
+
+impl ApiError {
+    /// 400: a parameter is missing or out of range.
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    /// 404 for an unknown route (and for admin routes while admin is disabled).
+    pub(crate) fn not_found(method: &Method, uri: &Uri) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("no route for {method} {}; see docs/protocol.md", uri.path()),
+        }
+    }
+
+    /// 503: retry later or on another node.
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
+    /// 500: a bug.
+    pub(crate) fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> ApiError {
+        match e {
+            IssueError::Unavailable(m) => ApiError::unavailable(m),
+            IssueError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"floe admin\""),
+            );
+        }
+        response
+    }
+}
+
+/// Query parameters in order; the first occurrence of a name wins.
+type Params = axum::extract::Query<Vec<(String, String)>>;
+
+/// The first value of `name`.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Parses a `count` parameter; `default` applies when it is absent.
+fn parse_count(raw: Option<&str>, max: u32, default: Option<u32>) -> Result<u32, String> {
+    match raw {
+        None => default.ok_or_else(|| format!("count is required: an integer in 1..={max}")),
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "count must be an integer in 1..={max}, got {text:?}"
+            )),
+        },
+    }
+}
+
+/// A JSON body from a value that always serialises.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// A `text/plain` body, for Leaf's routes.
+fn text_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_count;
+
+    #[test]
+    fn count_parameter_names_range_and_value() {
+        assert_eq!(parse_count(None, 10, Some(1)), Ok(1));
+        assert_eq!(parse_count(Some("10"), 10, None), Ok(10));
+        for bad in ["0", "-1", "abc", "11", "", "1.5", "99999999999"] {
+            let e = parse_count(Some(bad), 10, Some(1)).unwrap_err();
+            assert_eq!(
+                e,
+                format!("count must be an integer in 1..=10, got {bad:?}")
+            );
+        }
+        assert_eq!(
+            parse_count(None, 10, None).unwrap_err(),
+            "count is required: an integer in 1..=10"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Floe's own JSON routes: IDs, decoding, node information, health and metrics.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde_json::json;
+
+use super::{json_response, param, parse_count, ApiError, Params};
+use crate::node::Node;
+use crate::segment::SegmentError;
+
+/// `{"ids":[…]}`, serialised straight to bytes (a 100,000-ID reply builds no JSON tree).
+#[derive(serde::Serialize)]
+struct IdsBody<'a> {
+    /// The IDs.
+    ids: Ids<'a>,
+}
+
+/// `{"tag":…,"ids":[…]}`.
+#[derive(serde::Serialize)]
+struct TagIdsBody<'a> {
+    /// The segment tag asked for.
+    tag: &'a str,
+    /// The IDs.
+    ids: Ids<'a>,
+}
+
+/// IDs as JSON numbers, or as strings for JavaScript clients (which lose precision above 2^53).
+struct Ids<'a> {
+    /// The IDs.
+    ids: &'a [u64],
+    /// Whether to write them as strings.
+    as_strings: bool,
+}
+
+impl Serialize for Ids<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.ids.len()))?;
+        for id in self.ids {
+            if self.as_strings {
+                seq.serialize_element(&id.to_string())?;
+            } else {
+                seq.serialize_element(id)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+fn wants_strings(params: &[(String, String)]) -> Result<bool, ApiError> {
+    match param(params, "format") {
+        None | Some("number") => Ok(false),
+        Some("string") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format must be one of number, string, got {other:?}"
+        ))),
+    }
+}
+
+/// `GET /v1/snowflake?count=N[&format=string]` → `{"ids":[…]}`.
+pub(super) async fn snowflake(
+    State(node): State<Arc<Node>>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let max = node.config.server.max_count;
+    let count =
+        parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
+    let as_strings = wants_strings(&params)?;
+    let lane = node.generator.assign_lane();
+    let mut ids = Vec::new();
+    if let Err(e) = node.issue(lane, u64::from(count), &mut ids).await {
+        node.metrics.request_error("http", "unavailable");
+        return Err(e.into());
+    }
+    node.metrics.ids_http.increment(u64::from(count));
+    Ok(axum::Json(IdsBody {
+        ids: Ids {
+            ids: &ids,
+            as_strings,
+        },
+    })
+    .into_response())
+}
+
+/// `GET /v1/segment/{tag}?count=N` → `{"tag":…,"ids":[…]}`.
+pub(super) async fn segment(
+    State(node): State<Arc<Node>>,
+    Path(tag): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let max = node.config.server.max_count;
+    let count =
+        parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
+    let as_strings = wants_strings(&params)?;
+    match node.segments.allocate(&tag, count).await {
+        Ok(ids) => Ok(axum::Json(TagIdsBody {
+            tag: &tag,
+            ids: Ids {
+                ids: &ids,
+                as_strings,
+            },
+        })
+        .into_response()),
+        Err(e @ SegmentError::UnknownTag(_)) => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_tag",
+            message: e.to_string(),
+        }),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+/// floe-core's one JSON shape of a decoded ID (fields in layout order), plus the layout.
+#[derive(serde::Serialize)]
+struct DecodeBody<'a> {
+    /// The decoded ID.
+    #[serde(flatten)]
+    decoded: &'a floe_core::Decoded,
+    /// The layout's spec string, so the reader knows how the bits were split.
+    layout: String,
+}
+
+/// Parses an ID written in decimal or as `0x…` hexadecimal.
+pub(super) fn parse_id(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// `GET /v1/decode/{id}` → every field of the ID under the configured layout.
+pub(super) async fn decode(
+    State(node): State<Arc<Node>>,
+    Path(text): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "id must be a decimal or 0x-prefixed hexadecimal integer in 0..={}, got {text:?}",
+            u64::MAX
+        ))
+    })?;
+    let layout = node.generator.layout();
+    let decoded = layout
+        .decode(id)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(axum::Json(DecodeBody {
+        decoded: &decoded,
+        layout: layout.to_string(),
+    })
+    .into_response())
+}
+
+/// `GET /v1/info`: identity, layout, capacity, lanes, clock, high-water mark, version.
+pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let g = &node.generator;
+    let layout = g.layout();
+    let identity: serde_json::Map<String, serde_json::Value> = layout
+        .node_fields()
+        .zip(g.identity().values())
+        .map(|(f, v)| (f.name.clone(), json!(v)))
+        .collect();
+    let state = g.clock_state();
+    let (seconds_left, layout_warning) = node.layout_time_left();
+    let ready = node.readiness();
+    let capacity = serde_json::to_value(layout.capacity())
+        .map_err(|e| ApiError::internal(format!("capacity does not serialise: {e}")))?;
+    let sf = &node.config.snowflake;
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": node.instance,
+        "layout": layout.to_string(),
+        "identity": identity,
+        "capacity": capacity,
+        "lanes": g.lanes(),
+        "max_batch": g.max_batch(),
+        "max_count": node.config.server.max_count,
+        "clock": {
+            "wall_ms": state.wall_ms,
+            "logical_ms": state.logical_ms,
+            "drift_ms": state.logical_ms.saturating_sub(state.wall_ms),
+            "behind_ms": state.behind_ms,
+            "rollback_exceeded": state.rollback_exceeded,
+            "max_rollback_ms": sf.max_rollback.as_millis() as u64,
+            "max_drift_ms": sf.max_drift.as_millis() as u64,
+            "machine_clock": sf.machine_clock,
+            "offset_ms": sf.clock_offset_ms,
+        },
+        "high_water_ms": state.high_water_ms,
+        "layout_end": floe_core::rfc3339(layout.end_ms()),
+        "layout_seconds_left": seconds_left,
+        "layout_warning": layout_warning,
+        "ready": ready.is_ok(),
+        "not_ready_reason": ready.err(),
+        "modes": { "snowflake": true, "segment": false },
+        "listen": { "tcp": node.tcp_addr.to_string(), "http": node.http_addr.to_string() },
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /healthz`: the process is alive (restart it when this fails).
+pub(super) async fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 while IDs can be issued, else 503 with the reason (take the node out of
+/// the balancer, do not restart it).
+pub(super) async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    match node.readiness() {
+        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+        Err(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unavailable", "reason": reason}),
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(super) async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        node.metrics.prometheus.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,236 @@
+//! The state every listener shares: the generator, the configuration, metrics, log control, and
+//! the one function that issues snowflake IDs for a request.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use floe_core::{Clock, GenError, Generator, Reservation};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::logging::LogControl;
+use crate::metrics::Metrics;
+use crate::segment::SegmentService;
+
+/// Seconds in a year: a layout with less time left than this is reported as expiring.
+pub(crate) const YEAR_SECS: u64 = 365 * 86_400;
+
+/// Longest a request waits for the sequence to free up (sequence exhausted within `max_drift`)
+/// before it is answered "unavailable"; a client is better served by an error it can retry
+/// elsewhere than by a reply that never comes.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a request got no IDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IssueError {
+    /// Retry later or on another node: clock rollback, high-water write failed, shutting down,
+    /// sequence exhausted for longer than [`MAX_WAIT`].
+    Unavailable(String),
+    /// A bug: the server asked the generator for something it never should.
+    Internal(String),
+}
+
+impl IssueError {
+    /// The message for the client.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            IssueError::Unavailable(m) | IssueError::Internal(m) => m,
+        }
+    }
+}
+
+impl From<GenError> for IssueError {
+    fn from(e: GenError) -> IssueError {
+        match e {
+            GenError::ClockRollback { .. }
+            | GenError::ClockBeforeEpoch { .. }
+            | GenError::WouldWait { .. }
+            | GenError::LayoutExhausted { .. }
+            | GenError::HighWater(_)
+            | GenError::HighWaterFuture { .. } => IssueError::Unavailable(e.to_string()),
+            GenError::Closed => IssueError::Unavailable("the server is shutting down".into()),
+            GenError::BatchTooLarge { .. }
+            | GenError::NoLane { .. }
+            | GenError::Config { .. }
+            | GenError::Layout(_) => IssueError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// One running node.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// The validated configuration.
+    pub(crate) config: Config,
+    /// The snowflake generator; the clock is dynamic so offset and machine clocks share a type.
+    pub(crate) generator: Generator<Arc<dyn Clock>>,
+    /// Segment mode, or the stand-in that says it is not configured.
+    pub(crate) segments: Arc<dyn SegmentService>,
+    /// Metric handles.
+    pub(crate) metrics: &'static Metrics,
+    /// Runtime log level.
+    pub(crate) log: &'static LogControl,
+    /// Set when graceful shutdown starts, so `/readyz` turns 503 while requests drain.
+    pub(crate) shutting_down: AtomicBool,
+    /// The last failure of the background high-water refresh, reported by `/readyz`.
+    pub(crate) maintenance_error: Mutex<Option<String>>,
+    /// Random per-process id in `/v1/info`, so a peer check can tell a node from itself.
+    pub(crate) instance: String,
+    /// Bound binary TCP address, reported by `/v1/info`.
+    pub(crate) tcp_addr: SocketAddr,
+    /// Bound HTTP address, reported by `/v1/info`.
+    pub(crate) http_addr: SocketAddr,
+}
+
+/// 64 bits from the OS's hash keys, which std seeds from OS entropy; enough for a volume-hiding
+/// seed or an instance id without another dependency.
+pub(crate) fn entropy() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
+}
+
+impl Node {
+    /// Issues `count` snowflake IDs on `lane` into `out` (cleared first): all of them or an error.
+    ///
+    /// Batches above the generator's `max_batch` are reserved in chunks from the same lane, so
+    /// they stay increasing; if any chunk fails the whole request fails, and the IDs already
+    /// reserved are dropped, never reported as a whole batch.
+    pub(crate) async fn issue(
+        &self,
+        lane: usize,
+        count: u64,
+        out: &mut Vec<u64>,
+    ) -> Result<(), IssueError> {
+        out.clear();
+        let max = self.generator.max_batch().max(1);
+        let mut deadline = None;
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(max);
+            let r = self.reserve(lane, n, &mut deadline).await?;
+            r.extend_into(out);
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// One reservation, sleeping (asynchronously, holding nothing) while the generator says wait.
+    async fn reserve(
+        &self,
+        lane: usize,
+        n: u64,
+        deadline: &mut Option<Instant>,
+    ) -> Result<Reservation, IssueError> {
+        loop {
+            match self.generator.try_reserve(lane, n) {
+                Ok(r) => return Ok(r),
+                Err(GenError::WouldWait { wait }) => {
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + MAX_WAIT);
+                    let wake = Instant::now() + wait;
+                    if wake > until {
+                        return Err(IssueError::Unavailable(format!(
+                            "sequence exhausted: this request would wait more than {}s for the clock; retry later, on another connection, or ask for fewer IDs",
+                            MAX_WAIT.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep_until(wake).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `Ok` when IDs can be issued now, else why not (for `/readyz` and `/v1/info`).
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err("shutting down".into());
+        }
+        let state = self.generator.clock_state();
+        let layout = self.generator.layout();
+        if state.wall_ms < layout.time_spec().epoch_ms {
+            return Err(format!(
+                "the clock reads {}, before the layout epoch {}",
+                floe_core::rfc3339(state.wall_ms),
+                floe_core::rfc3339(layout.time_spec().epoch_ms)
+            ));
+        }
+        if layout.end_ms() <= state.wall_ms {
+            return Err(format!(
+                "the layout's time field ran out on {}",
+                floe_core::rfc3339(layout.end_ms())
+            ));
+        }
+        if state.rollback_exceeded {
+            return Err(format!(
+                "the clock is {} ms behind the time this node already issued IDs for, more than snowflake.max_rollback ({} ms); IDs resume when it catches up",
+                state.behind_ms,
+                self.config.snowflake.max_rollback.as_millis()
+            ));
+        }
+        if let Some(e) = self
+            .maintenance_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Err(e.clone());
+        }
+        Ok(())
+    }
+
+    /// Seconds until the layout runs out, and a warning when that is under a year.
+    pub(crate) fn layout_time_left(&self) -> (u64, Option<String>) {
+        let end = self.generator.layout().end_ms();
+        let left = end.saturating_sub(self.generator.clock().now_ms()) / 1000;
+        let warning = (left < YEAR_SECS).then(|| {
+            format!(
+                "the layout's time field runs out on {} ({} days left); move the epoch before then",
+                floe_core::rfc3339(end),
+                left / 86_400
+            )
+        });
+        (left, warning)
+    }
+
+    /// Refreshes the high-water mark ahead of need, publishes clock metrics and drains latency
+    /// samples into their buckets; runs every
+    /// [`crate::server::MAINTENANCE_PERIOD`] on a blocking thread, since it may fsync.
+    pub(crate) fn maintain(&self) {
+        let result = self.generator.prepare();
+        let mut err = self
+            .maintenance_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => *err = None,
+            Err(GenError::Closed) => {}
+            Err(e) => {
+                self.metrics.high_water_errors.increment(1);
+                if err.is_none() {
+                    tracing::error!("cannot extend the high-water mark: {e}");
+                }
+                *err = Some(format!("cannot extend the high-water mark: {e}"));
+            }
+        }
+        drop(err);
+        self.metrics.clock(
+            &self.generator.clock_state(),
+            self.generator.layout().end_ms(),
+        );
+        self.metrics
+            .ready
+            .set(if self.readiness().is_ok() { 1.0 } else { 0.0 });
+        // Latency samples queue in memory until drained into buckets; at a million requests a
+        // second, draining only every few seconds would hold tens of MB.
+        self.metrics.prometheus.run_upkeep();
+    }
+}

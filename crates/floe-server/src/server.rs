@@ -1,0 +1,281 @@
+//! Starting and stopping a node: listeners, the generator, the background high-water refresh,
+//! and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use floe_core::{GenError, Generator};
+use floe_store::FileHighWater;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::task::JoinSet;
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::node::{entropy, Node};
+use crate::{http, logging, metrics, peers, segment, tcp};
+
+/// How often the high-water mark is extended ahead of need and the clock metrics refreshed;
+/// well inside the default 2 s window, so the issuing path never writes the mark itself.
+pub(crate) const MAINTENANCE_PERIOD: Duration = Duration::from_millis(250);
+
+/// Pending connections the kernel queues for each listener; a burst of clients (a fleet
+/// reconnecting after a deploy) should wait in the queue, not get SYN retries.
+const BACKLOG: u32 = 1024;
+
+/// The two bound listeners a node serves on. Binding is separate from running so tests bind
+/// `127.0.0.1:0` and read the ports before the server starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Binary TCP (GenID v1 + v2).
+    pub tcp: TcpListener,
+    /// HTTP.
+    pub http: TcpListener,
+}
+
+fn listen(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let bind = || -> io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // A restarted node must rebind at once, not wait out TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    bind().map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+impl Listeners {
+    /// Binds the configured `server.tcp_listen` and `server.http_listen`.
+    pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+        Listeners::bind_to(config.server.tcp_listen, config.server.http_listen).await
+    }
+
+    /// Binds the given addresses (port 0 picks a free port).
+    pub async fn bind_to(tcp: SocketAddr, http: SocketAddr) -> Result<Listeners, ServerError> {
+        Ok(Listeners {
+            tcp: listen("server.tcp_listen", tcp)?,
+            http: listen("server.http_listen", http)?,
+        })
+    }
+
+    /// The bound binary TCP address.
+    pub fn tcp_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+}
+
+/// A node that has checked its peers, opened its data directory and is ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    /// Shared state.
+    node: Arc<Node>,
+    /// Where to serve.
+    listeners: Listeners,
+}
+
+/// Runs a node until `shutdown` completes, then shuts down gracefully: the one entry point of
+/// the binary and the tests (`Server::start` then `Server::serve`).
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Server::start(config, listeners)
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+impl Server {
+    /// Checks peers, opens the data directory (taking its lock) and builds the generator; IDs are
+    /// issued only once [`Server::serve`] runs.
+    pub async fn start(config: Config, listeners: Listeners) -> Result<Server, ServerError> {
+        let metrics = metrics::global();
+        let log = logging::control(config.log.level);
+        let tcp_addr = listeners.tcp_addr()?;
+        let http_addr = listeners.http_addr()?;
+        let instance = format!("{:016x}", entropy());
+        let sf = config.snowflake.clone();
+
+        if !config.server.peers.is_empty() {
+            let identity: serde_json::Map<String, serde_json::Value> = sf
+                .layout
+                .node_fields()
+                .zip(sf.identity.values())
+                .map(|(f, v)| (f.name.clone(), serde_json::json!(v)))
+                .collect();
+            let me = peers::Me {
+                layout: sf.layout.to_string(),
+                identity: identity.clone(),
+                instance: instance.clone(),
+                http: http_addr,
+            };
+            if let Some(peer) = peers::find_conflict(&me, &config.server.peers).await {
+                return Err(ServerError::PeerConflict {
+                    peer,
+                    identity: serde_json::Value::Object(identity).to_string(),
+                });
+            }
+        }
+
+        let data_dir = config.data_dir.clone();
+        let generator = tokio::task::spawn_blocking(move || -> Result<_, GenError> {
+            let high_water = FileHighWater::open(&data_dir)?;
+            let generator = Generator::new(
+                sf.layout.clone(),
+                sf.identity.clone(),
+                sf.generator_config(entropy()),
+                sf.clock(),
+                Box::new(high_water),
+            )?;
+            // The first mark is written before any request, not by the first request.
+            generator.prepare()?;
+            Ok(generator)
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|source| ServerError::Generator {
+            data_dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+
+        let node = Arc::new(Node {
+            segments: segment::service(&config),
+            config,
+            generator,
+            metrics,
+            log,
+            shutting_down: Default::default(),
+            maintenance_error: Mutex::new(None),
+            instance,
+            tcp_addr,
+            http_addr,
+        });
+        if let (_, Some(warning)) = node.layout_time_left() {
+            warn!("{warning}");
+        }
+        // Metrics and readiness are right from the first scrape.
+        let first = node.clone();
+        tokio::task::spawn_blocking(move || first.maintain())
+            .await
+            .map_err(io::Error::other)?;
+        Ok(Server { node, listeners })
+    }
+
+    /// The bound binary TCP address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.node.tcp_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.node.http_addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets every connection finish the
+    /// requests it has read (within `server.shutdown_timeout`), and lowers the high-water mark to
+    /// the last issued ID.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { node, listeners } = self;
+        let token = CancellationToken::new();
+        let maintenance = tokio::spawn(maintain_loop(node.clone(), token.clone()));
+        let tcp = tokio::spawn(tcp::accept_loop(listeners.tcp, node.clone(), token.clone()));
+        let router = http::router(node.clone());
+        let http_token = token.clone();
+        let mut http = tokio::spawn(async move {
+            axum::serve(listeners.http, router)
+                .with_graceful_shutdown(http_token.cancelled_owned())
+                .await
+        });
+        info!(tcp = %node.tcp_addr, http = %node.http_addr, layout = %node.generator.layout(), "serving");
+
+        let timeout = node.config.server.shutdown_timeout;
+        let mut http_done = false;
+        tokio::select! {
+            _ = shutdown => info!(
+                "shutting down: finishing in-flight requests (up to {})",
+                humantime::format_duration(timeout)
+            ),
+            result = &mut http => {
+                http_done = true;
+                error!("the HTTP listener stopped unexpectedly ({result:?}); shutting down");
+            }
+        }
+        node.shutting_down.store(true, Ordering::Release);
+        node.metrics.ready.set(0.0);
+        token.cancel();
+        let deadline = Instant::now() + timeout;
+
+        let mut conns = tcp.await.unwrap_or_else(|e| {
+            error!("the TCP accept loop failed: {e}");
+            JoinSet::new()
+        });
+        let aborted = drain(&mut conns, deadline).await;
+        if aborted > 0 {
+            warn!(
+                "{aborted} TCP connections still busy after server.shutdown_timeout; closed them"
+            );
+        }
+        if !http_done && timeout_at(deadline, &mut http).await.is_err() {
+            warn!("HTTP requests still running after server.shutdown_timeout; closed them");
+            http.abort();
+        }
+        if let Err(e) = maintenance.await {
+            error!("the maintenance task failed: {e}");
+        }
+
+        let generator_node = node.clone();
+        tokio::task::spawn_blocking(move || generator_node.generator.shutdown())
+            .await
+            .map_err(io::Error::other)?
+            .map_err(ServerError::Shutdown)?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Waits for the connections until `deadline`, then aborts the rest; returns how many.
+async fn drain(conns: &mut JoinSet<()>, deadline: Instant) -> usize {
+    loop {
+        match timeout_at(deadline, conns.join_next()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return 0,
+            Err(_) => {
+                let left = conns.len();
+                conns.abort_all();
+                while conns.join_next().await.is_some() {}
+                return left;
+            }
+        }
+    }
+}
+
+async fn maintain_loop(node: Arc<Node>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let n = node.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || n.maintain()).await {
+            error!("high-water refresh failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Restarts, the data-directory lock and the peer identity check, in process.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use floe_server::{Listeners, Server, ServerError};
+use tokio::io::AsyncWriteExt;
+
+async fn fetch(server: &TestServer, n: u32) -> Vec<u64> {
+    let mut s = connect(server.tcp).await;
+    s.write_all(&v2_request(1, 1, n, b"")).await.unwrap();
+    let r = read_v2(&mut s).await;
+    assert_eq!(r.status, 0, "{}", r.message);
+    r.ids
+}
+
+#[tokio::test]
+async fn restart_on_the_same_data_dir_never_repeats() {
+    let first = TestServer::start(config()).await;
+    let mut seen: HashSet<u64> = fetch(&first, 50_000).await.into_iter().collect();
+    let max_before = *seen.iter().max().unwrap();
+    let (result, dir) = first.stop().await;
+    result.unwrap();
+
+    // Within the same second, on the same data directory.
+    let second = TestServer::start_in(config(), dir).await;
+    let after = fetch(&second, 50_000).await;
+    assert!(
+        after.iter().all(|id| *id > max_before),
+        "restart went back in time"
+    );
+    assert!(after.iter().all(|id| seen.insert(*id)));
+    let (result, dir) = second.stop().await;
+    result.unwrap();
+
+    // A third run whose clock is 3 s in the past (inside max_rollback) serves at once from
+    // logical time, still after every earlier ID.
+    let mut cfg = config();
+    cfg.snowflake.clock_offset_ms = -3_000;
+    let third = TestServer::start_in(cfg, dir).await;
+    let after = fetch(&third, 1_000).await;
+    assert!(
+        after.iter().all(|id| seen.insert(*id)),
+        "IDs repeated after a clock step back"
+    );
+    third.stop().await.0.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let first = TestServer::start(config()).await;
+    let mut cfg = config();
+    cfg.data_dir = first.dir.path().to_path_buf();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let listeners = Listeners::bind_to(local, local).await.unwrap();
+    let e = Server::start(cfg, listeners).await.unwrap_err();
+    assert!(matches!(e, ServerError::Generator { .. }), "{e}");
+    assert!(
+        e.to_string().contains("in use by another Floe process"),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 1);
+    first.stop().await.0.unwrap();
+}
+
+fn identity(zone: u64) -> floe_core::Identity {
+    floe_core::Layout::parse("genid")
+        .unwrap()
+        .identity(&[
+            ("zone".into(), zone),
+            ("dc".into(), 1),
+            ("machine".into(), 1),
+        ])
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_peer_with_the_same_identity_stops_the_start() {
+    let mut cfg = config();
+    cfg.snowflake.identity = identity(4);
+    let a = TestServer::start(cfg).await;
+    let local = "127.0.0.1:0".parse().unwrap();
+
+    // Same layout and identity as a running peer: refused, naming the peer.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.data_dir = dir.path().to_path_buf();
+    cfg.snowflake.identity = identity(4);
+    cfg.server.peers = vec![a.http.to_string()];
+    let listeners = Listeners::bind_to(local, local).await.unwrap();
+    let e = Server::start(cfg.clone(), listeners).await.unwrap_err();
+    assert!(matches!(e, ServerError::PeerConflict { .. }), "{e}");
+    assert!(e.to_string().contains(&a.http.to_string()), "{e}");
+    assert_eq!(e.exit_code(), 64);
+
+    // Another identity, an unreachable peer, and itself in the list: all fine.
+    let listeners = Listeners::bind_to(local, local).await.unwrap();
+    let own = listeners.http_addr().unwrap();
+    let unreachable = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    cfg.snowflake.identity = identity(5);
+    cfg.server.peers = vec![a.http.to_string(), unreachable.to_string(), own.to_string()];
+    let started = std::time::Instant::now();
+    let server = Server::start(cfg, listeners).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(server);
+    a.stop().await.0.unwrap();
+}
