@@ -42,6 +42,9 @@ pub enum ServerError {
         identity: String,
     },
     /// Another I/O failure while running.
+    /// The segment store could not be set up.
+    #[error("segment mode: {0}")]
+    Segment(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The final high-water write at shutdown failed; the mark on disk is still ahead of every

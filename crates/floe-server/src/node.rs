@@ -229,6 +229,17 @@ impl Node {
         self.metrics
             .ready
             .set(if self.readiness().is_ok() { 1.0 } else { 0.0 });
+        for tag in self.segments.states() {
+            let name = tag.tag;
+            metrics::gauge!("floe_segment_remaining", "tag" => name.clone())
+                .set(tag.remaining as f64);
+            metrics::gauge!("floe_segment_step", "tag" => name.clone()).set(tag.step as f64);
+            metrics::gauge!("floe_segment_next_ready", "tag" => name).set(if tag.next_ready {
+                1.0
+            } else {
+                0.0
+            });
+        }
         // Latency samples queue in memory until drained into buckets; at a million requests a
         // second, draining only every few seconds would hold tens of MB.
         self.metrics.prometheus.run_upkeep();

@@ -155,7 +155,7 @@ impl Server {
         })?;
 
         let node = Arc::new(Node {
-            segments: segment::service(&config),
+            segments: segment::service(&config).await?,
             config,
             generator,
             metrics,
@@ -239,6 +239,9 @@ impl Server {
             error!("the maintenance task failed: {e}");
         }
 
+        if let Err(e) = node.segments.shutdown().await {
+            warn!("segment ranges not handed back: {e}");
+        }
         let generator_node = node.clone();
         tokio::task::spawn_blocking(move || generator_node.generator.shutdown())
             .await

@@ -433,6 +433,9 @@ impl Connection {
                                 Status::Unavailable
                             }
                             SegmentError::UnknownTag(_) => Status::UnknownTag,
+                            SegmentError::Invalid(_) | SegmentError::TagExists(_) => {
+                                Status::BadRequest
+                            }
                         };
                         metrics.request_error("tcp_v2", status_label(status));
                         self.v2_error(req.req_id, status, &e.to_string());

@@ -174,7 +174,7 @@ async fn info_health_ready_metrics() {
     assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(i["ready"], true);
     assert_eq!(i["layout_warning"], serde_json::Value::Null);
-    assert_eq!(i["modes"], json!({"snowflake": true, "segment": false}));
+    assert_eq!(i["modes"], json!({"snowflake": true, "segment": true}));
     assert_eq!(i["listen"]["tcp"], s.tcp.to_string());
     assert!(i["high_water_ms"].as_u64().unwrap() > i["clock"]["wall_ms"].as_u64().unwrap());
     assert_eq!(i["clock"]["rollback_exceeded"], false);
@@ -204,7 +204,9 @@ async fn info_health_ready_metrics() {
 
 #[tokio::test]
 async fn segment_routes_answer_not_configured_in_their_own_shape() {
-    let s = server().await;
+    let mut config = common::config();
+    config.segment = None;
+    let s = TestServer::start(config).await;
     let r = get(s.http, "/v1/segment/orders").await;
     assert_eq!(r.status, 503);
     assert_eq!(

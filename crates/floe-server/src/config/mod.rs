@@ -16,10 +16,12 @@ use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
+use floe_core::SegmentConfig;
 use floe_core::{
     Clock, FieldKind, GenError, Generator, GeneratorConfig, Identity, IdentityError, Layout,
     MachineClock, MemoryHighWater, OffsetClock, SystemClock, VolumeHiding,
 };
+use floe_store::segment::{ServiceConfig, StoreOptions, TableSpec};
 use serde::Deserialize;
 
 pub use crate::args::ServeArgs;
@@ -79,6 +81,22 @@ pub struct Config {
     pub log: LogConfig,
     /// The snowflake generator: layout, identity, clock tolerance.
     pub snowflake: SnowflakeConfig,
+    /// Segment mode, or `None` when `segment.enabled = false`.
+    pub segment: Option<SegmentSettings>,
+}
+
+/// Validated `[segment]` settings: where the segment table is and how the buffers behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentSettings {
+    /// Database URL (`sqlite:`, `postgres:`, `mysql:`); `None`: the SQLite file
+    /// `<data_dir>/floe.db`, resolved at start so a changed `data_dir` moves it too.
+    pub url: Option<String>,
+    /// Table and column names (a preset, possibly with overrides).
+    pub table: TableSpec,
+    /// Pool size, call timeout, whether to create the table.
+    pub store: StoreOptions,
+    /// Buffer and refill behaviour.
+    pub service: ServiceConfig,
 }
 
 /// Listener settings.
@@ -312,6 +330,29 @@ struct Builder {
     server: ServerBuilder,
     log: LogBuilder,
     snowflake: SnowflakeBuilder,
+    segment: SegmentBuilder,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SegmentBuilder {
+    enabled: Option<Scalar>,
+    url: Option<Scalar>,
+    schema: Option<Scalar>,
+    table: Option<Scalar>,
+    tag_column: Option<Scalar>,
+    max_id_column: Option<Scalar>,
+    step_column: Option<Scalar>,
+    create_table: Option<Scalar>,
+    call_timeout: Option<Scalar>,
+    max_connections: Option<Scalar>,
+    refill_threshold: Option<Scalar>,
+    target_lifetime: Option<Scalar>,
+    min_step: Option<Scalar>,
+    max_step: Option<Scalar>,
+    default_step: Option<Scalar>,
+    auto_create: Option<Scalar>,
+    wait_timeout: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -600,12 +641,114 @@ impl Builder {
         };
 
         let snowflake = self.snowflake.build(warnings)?;
+        let data_dir = PathBuf::from(data_dir);
+        let segment = self.segment.build()?;
         Ok(Config {
             server,
-            data_dir: PathBuf::from(data_dir),
+            data_dir,
             log: LogConfig { level, format },
             snowflake,
+            segment,
         })
+    }
+}
+
+impl SegmentBuilder {
+    fn build(&self) -> Result<Option<SegmentSettings>, ConfigError> {
+        if !boolean("segment.enabled", &self.enabled, true)? {
+            return Ok(None);
+        }
+        let url = self.url.as_ref().map(|u| u.text().trim().to_owned());
+        if let Some(url) = &url {
+            floe_store::db::Dialect::of_url(url).map_err(|why| {
+                invalid(
+                    "segment.url",
+                    floe_store::db::redact_url(url),
+                    format!("a sqlite:, postgres: or mysql: URL ({why})"),
+                )
+            })?;
+        }
+        let schema = text(&self.schema, "floe");
+        let mut table = TableSpec::preset(schema.trim()).map_err(|_| {
+            invalid(
+                "segment.schema",
+                format!("{schema:?}"),
+                "floe, leaf (leaf_alloc), featherid (id_segments) or dig (segments)",
+            )
+        })?;
+        for (v, field) in [
+            (&self.table, &mut table.table),
+            (&self.tag_column, &mut table.tag_column),
+            (&self.max_id_column, &mut table.max_id_column),
+            (&self.step_column, &mut table.step_column),
+        ] {
+            if let Some(v) = v {
+                *field = v.text();
+            }
+        }
+        table
+            .validate()
+            .map_err(|e| invalid("segment.table", format!("{:?}", table.table), e.to_string()))?;
+        let store = StoreOptions {
+            max_connections: int("segment.max_connections", &self.max_connections, 4, 1, 256)?
+                as u32,
+            call_timeout: duration(
+                "segment.call_timeout",
+                &self.call_timeout,
+                Duration::from_secs(2),
+                Duration::from_millis(10),
+                Duration::from_secs(60),
+            )?,
+            // Floe's own table is created on first start; another system's table is used as is.
+            create_table: boolean("segment.create_table", &self.create_table, schema == "floe")?,
+        };
+        let max_id = i64::MAX;
+        let min_step = int("segment.min_step", &self.min_step, 1, 1, max_id)? as u64;
+        let max_step = int("segment.max_step", &self.max_step, 100_000_000, 1, max_id)? as u64;
+        if min_step > max_step {
+            return Err(invalid(
+                "segment.min_step",
+                min_step,
+                format!("at most segment.max_step ({max_step})"),
+            ));
+        }
+        let buffer = SegmentConfig {
+            refill_threshold: float(
+                "segment.refill_threshold",
+                &self.refill_threshold,
+                0.1,
+                0.001,
+                0.999,
+            )?,
+            target_lifetime: duration(
+                "segment.target_lifetime",
+                &self.target_lifetime,
+                Duration::from_secs(15 * 60),
+                Duration::from_secs(1),
+                Duration::from_secs(7 * 86_400),
+            )?,
+            min_step,
+            max_step,
+        };
+        let service = ServiceConfig {
+            buffer,
+            wait_timeout: duration(
+                "segment.wait_timeout",
+                &self.wait_timeout,
+                Duration::from_secs(2),
+                Duration::ZERO,
+                Duration::from_secs(60),
+            )?,
+            auto_create: boolean("segment.auto_create", &self.auto_create, false)?,
+            default_step: int("segment.default_step", &self.default_step, 1000, 1, max_id)? as u64,
+            ..ServiceConfig::default()
+        };
+        Ok(Some(SegmentSettings {
+            url,
+            table,
+            store,
+            service,
+        }))
     }
 }
 

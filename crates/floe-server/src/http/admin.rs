@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,87 @@ pub(super) async fn feather_level(
         data: Some(node.log.level().to_string()),
     })
     .into_response())
+}
+
+/// Parses a JSON body, naming the expected shape on error.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON {shape}: {e}")))
+}
+
+/// `GET /admin/tags` → `{"tags":[{"tag","max_id","step","buffer":{…}|null}]}`.
+pub(super) async fn list_tags(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers, &method, &uri)?;
+    let tags = node.segments.tags().await?;
+    Ok(json_response(StatusCode::OK, &json!({ "tags": tags })))
+}
+
+/// Body of `POST /admin/tags`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTag {
+    /// The new tag.
+    tag: String,
+    /// Its first ID (default 1).
+    start: Option<u64>,
+    /// IDs per claim (default `segment.default_step`).
+    step: Option<u64>,
+}
+
+/// `POST /admin/tags` with `{"tag":"orders","start":1000,"step":2000}` → 201 and the row.
+pub(super) async fn create_tag(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers, &method, &uri)?;
+    let req: CreateTag = body(&bytes, r#"{"tag":"orders","start":1,"step":1000}"#)?;
+    let default_step = node
+        .config
+        .segment
+        .as_ref()
+        .map_or(1000, |s| s.service.default_step);
+    let row = node
+        .segments
+        .create(
+            &req.tag,
+            req.start.unwrap_or(1),
+            req.step.unwrap_or(default_step),
+        )
+        .await?;
+    tracing::info!(tag = %row.tag, start = row.max_id, step = row.step, "tag created through the admin API");
+    Ok(json_response(StatusCode::CREATED, &json!(row)))
+}
+
+/// Body of `PUT /admin/tags/{tag}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStep {
+    /// The new step.
+    step: u64,
+}
+
+/// `PUT /admin/tags/{tag}` with `{"step":5000}` → the row.
+pub(super) async fn set_step(
+    State(node): State<Arc<Node>>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers, &method, &uri)?;
+    let req: SetStep = body(&bytes, r#"{"step":5000}"#)?;
+    let row = node.segments.set_step(&tag, req.step).await?;
+    tracing::info!(tag = %row.tag, step = row.step, "step changed through the admin API");
+    Ok(json_response(StatusCode::OK, &json!(row)))
 }
 
 #[cfg(test)]

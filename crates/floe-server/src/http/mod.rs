@@ -17,6 +17,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::node::{IssueError, Node};
+use crate::segment::SegmentError;
 
 /// The router of one node.
 pub(crate) fn router(node: Arc<Node>) -> Router {
@@ -40,6 +41,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
             "/admin/log-level",
             get(admin::get_level).put(admin::put_level),
         )
+        .route("/admin/tags", get(admin::list_tags).post(admin::create_tag))
+        .route("/admin/tags/{tag}", axum::routing::put(admin::set_step))
         .route(
             "/api/v1/log/level",
             get(admin::feather_level).post(admin::feather_level),
@@ -88,6 +91,25 @@ pub(crate) struct ApiError {
     code: &'static str,
     /// Names the parameter and the allowed range, or what to do.
     message: String,
+}
+
+impl From<SegmentError> for ApiError {
+    /// One mapping of segment errors for every native and admin route.
+    fn from(e: SegmentError) -> ApiError {
+        let (status, code) = match &e {
+            SegmentError::UnknownTag(_) => (StatusCode::NOT_FOUND, "unknown_tag"),
+            SegmentError::TagExists(_) => (StatusCode::CONFLICT, "tag_exists"),
+            SegmentError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            SegmentError::NotConfigured | SegmentError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+        };
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
 }
 
 impl ApiError {

@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::{json_response, param, parse_count, ApiError, Params};
 use crate::node::Node;
-use crate::segment::SegmentError;
 
 /// `{"ids":[…]}`, serialised straight to bytes (a 100,000-ID reply builds no JSON tree).
 #[derive(serde::Serialize)]
@@ -104,12 +103,7 @@ pub(super) async fn segment(
             },
         })
         .into_response()),
-        Err(e @ SegmentError::UnknownTag(_)) => Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "unknown_tag",
-            message: e.to_string(),
-        }),
-        Err(e) => Err(ApiError::unavailable(e.to_string())),
+        Err(e) => Err(ApiError::from(e)),
     }
 }
 
@@ -194,7 +188,7 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
         "layout_warning": layout_warning,
         "ready": ready.is_ok(),
         "not_ready_reason": ready.err(),
-        "modes": { "snowflake": true, "segment": false },
+        "modes": { "snowflake": true, "segment": node.segments.enabled() },
         "listen": { "tcp": node.tcp_addr.to_string(), "http": node.http_addr.to_string() },
     });
     Ok(json_response(StatusCode::OK, &body))

@@ -52,8 +52,8 @@ impl TableSpec {
         }
     }
 
-    /// Names must be plain identifiers: they are written into SQL, never bound.
-    fn validate(&self) -> Result<(), StoreError> {
+    /// Checks the names: they must be plain identifiers, written into SQL, never bound.
+    pub fn validate(&self) -> Result<(), StoreError> {
         for (key, name) in [
             ("table", &self.table),
             ("tag_column", &self.tag_column),
