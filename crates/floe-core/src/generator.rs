@@ -711,8 +711,18 @@ impl<C: Clock> Generator<C> {
                 last_issued = Some(last_issued.map_or(t, |m: u64| m.max(t)));
             }
         }
-        if let Some(t) = last_issued {
-            hw.store(self.plan.tick_start_ms(t + 1))?;
+        // Nothing issued: the mark goes back to where this generator found it, so a node that
+        // only prepared ahead (or a generator replaced before serving) pushes no time forward.
+        let floor = self.start_word >> self.plan.seq_bits;
+        let end = match last_issued {
+            Some(t) => Some(t + 1),
+            None if self.hw_end.load(Ordering::Acquire) > floor => Some(floor),
+            None => None,
+        };
+        if let Some(end) = end {
+            hw.store(self.plan.tick_start_ms(end))?;
+            // Reported by `clock_state` from now on: a lease released after this carries it.
+            self.hw_end.store(end, Ordering::Release);
         }
         Ok(())
     }

@@ -53,12 +53,52 @@ impl<H: HighWater + ?Sized> HighWater for Box<H> {
     }
 }
 
+impl<H: HighWater + ?Sized> HighWater for &H {
+    fn load(&self) -> Result<Option<u64>, HighWaterError> {
+        (**self).load()
+    }
+    fn store(&self, unix_ms: u64) -> Result<(), HighWaterError> {
+        (**self).store(unix_ms)
+    }
+}
+
 impl<H: HighWater + ?Sized> HighWater for std::sync::Arc<H> {
     fn load(&self) -> Result<Option<u64>, HighWaterError> {
         (**self).load()
     }
     fn store(&self, unix_ms: u64) -> Result<(), HighWaterError> {
         (**self).store(unix_ms)
+    }
+}
+
+/// A mark that never reads below `floor_ms`: how a node that takes over a leased worker id
+/// starts after the previous holder's last tick (stored with the lease), whatever its own
+/// file says. Writes go to the inner mark unchanged.
+#[derive(Debug)]
+pub struct Floored<H> {
+    /// The node's own mark.
+    inner: H,
+    /// The previous holder's mark, in Unix ms.
+    floor_ms: u64,
+}
+
+impl<H: HighWater> Floored<H> {
+    /// Wraps `inner`, raising every read to at least `floor_ms`.
+    pub fn new(inner: H, floor_ms: u64) -> Self {
+        Floored { inner, floor_ms }
+    }
+}
+
+impl<H: HighWater> HighWater for Floored<H> {
+    fn load(&self) -> Result<Option<u64>, HighWaterError> {
+        Ok(match self.inner.load()? {
+            Some(ms) => Some(ms.max(self.floor_ms)),
+            None => Some(self.floor_ms).filter(|ms| *ms != 0),
+        })
+    }
+
+    fn store(&self, unix_ms: u64) -> Result<(), HighWaterError> {
+        self.inner.store(unix_ms)
     }
 }
 
@@ -93,5 +133,23 @@ impl HighWater for MemoryHighWater {
         self.ms.store(unix_ms, Ordering::SeqCst);
         self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floored_reads_never_go_below_the_floor() {
+        let inner = MemoryHighWater::new();
+        assert_eq!(Floored::new(&inner, 0).load().unwrap(), None);
+        assert_eq!(Floored::new(&inner, 500).load().unwrap(), Some(500));
+        inner.store(900).unwrap();
+        assert_eq!(Floored::new(&inner, 500).load().unwrap(), Some(900));
+        let f = Floored::new(&inner, 1000);
+        assert_eq!(f.load().unwrap(), Some(1000));
+        f.store(1200).unwrap();
+        assert_eq!(inner.load().unwrap(), Some(1200));
     }
 }

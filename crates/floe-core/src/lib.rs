@@ -28,7 +28,7 @@ mod sync;
 
 pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
 pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
-pub use highwater::{HighWater, HighWaterError, MemoryHighWater};
+pub use highwater::{Floored, HighWater, HighWaterError, MemoryHighWater};
 pub use layout::{
     parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind, Identity,
     IdentityError, Layout, LayoutError, TimeSpec, PRESETS,

@@ -169,6 +169,24 @@ fn restart_from_high_water_never_reissues() {
 }
 
 #[test]
+fn an_idle_generator_leaves_the_mark_where_it_found_it() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let hw = Arc::new(MemoryHighWater::new());
+    let g = build(tiny(), tiny_config(), clock.clone(), &hw);
+    let last = g.try_reserve(0, 1).unwrap().first().unwrap();
+    g.shutdown().unwrap();
+    let mark = floe_core::HighWater::load(&*hw).unwrap();
+    // Prepared ahead, then stopped without issuing: the mark returns to the previous one.
+    let g = build(tiny(), tiny_config(), clock.clone(), &hw);
+    g.prepare().unwrap();
+    assert!(floe_core::HighWater::load(&*hw).unwrap() > mark);
+    g.shutdown().unwrap();
+    assert_eq!(floe_core::HighWater::load(&*hw).unwrap(), mark);
+    let g = build(tiny(), tiny_config(), clock.clone(), &hw);
+    assert!(g.try_reserve(0, 1).unwrap().first().unwrap() > last);
+}
+
+#[test]
 fn restart_with_clock_in_the_past_refuses_then_serves_after_the_mark() {
     let clock = Arc::new(ManualClock::new(T0));
     let hw = Arc::new(MemoryHighWater::new());

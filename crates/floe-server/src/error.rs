@@ -42,6 +42,9 @@ pub enum ServerError {
         identity: String,
     },
     /// Another I/O failure while running.
+    /// The worker-id registry could not be set up (a bad ttl/margin, a bad host name…).
+    #[error("worker-id registry: {0}")]
+    Registry(String),
     /// The segment store could not be set up.
     #[error("segment mode: {0}")]
     Segment(String),
@@ -57,7 +60,9 @@ impl ServerError {
     /// The process exit code: 64 for configuration mistakes, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServerError::Config(_) | ServerError::PeerConflict { .. } => EX_USAGE,
+            ServerError::Config(_)
+            | ServerError::PeerConflict { .. }
+            | ServerError::Registry(_) => EX_USAGE,
             ServerError::Generator {
                 source: GenError::Config { .. } | GenError::Layout(_),
                 ..

@@ -13,6 +13,7 @@ mod args;
 pub mod config;
 mod error;
 mod http;
+mod lease;
 mod logging;
 mod metrics;
 mod node;

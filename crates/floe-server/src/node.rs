@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use floe_core::{Clock, GenError, Generator, Reservation};
+use floe_store::FileHighWater;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::lease::LeaseGuard;
 use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::segment::SegmentService;
@@ -67,7 +70,12 @@ pub(crate) struct Node {
     /// The validated configuration.
     pub(crate) config: Config,
     /// The snowflake generator; the clock is dynamic so offset and machine clocks share a type.
-    pub(crate) generator: Generator<Arc<dyn Clock>>,
+    /// Swapped (rarely) when a new worker-id lease arrives; loading it is a few nanoseconds.
+    pub(crate) generator: ArcSwap<Generator<Arc<dyn Clock>>>,
+    /// The data directory's high-water mark, shared by successive generators.
+    pub(crate) high_water: Arc<FileHighWater>,
+    /// The worker-id lease, when a registry hands out the identity; `None` for a static one.
+    pub(crate) lease: Option<Arc<LeaseGuard>>,
     /// Segment mode, or the stand-in that says it is not configured.
     pub(crate) segments: Arc<dyn SegmentService>,
     /// Metric handles.
@@ -111,12 +119,13 @@ impl Node {
         out: &mut Vec<u64>,
     ) -> Result<(), IssueError> {
         out.clear();
-        let max = self.generator.max_batch().max(1);
+        let generator = self.generator.load();
+        let max = generator.max_batch().max(1);
         let mut deadline = None;
         let mut left = count;
         while left > 0 {
             let n = left.min(max);
-            let r = self.reserve(lane, n, &mut deadline).await?;
+            let r = self.reserve(&generator, lane, n, &mut deadline).await?;
             r.extend_into(out);
             left -= n;
         }
@@ -126,12 +135,17 @@ impl Node {
     /// One reservation, sleeping (asynchronously, holding nothing) while the generator says wait.
     async fn reserve(
         &self,
+        generator: &Generator<Arc<dyn Clock>>,
         lane: usize,
         n: u64,
         deadline: &mut Option<Instant>,
     ) -> Result<Reservation, IssueError> {
         loop {
-            match self.generator.try_reserve(lane, n) {
+            // Checked before every reservation: past the fence another node may own the id.
+            if let Some(lease) = &self.lease {
+                lease.check()?;
+            }
+            match generator.try_reserve(lane, n) {
                 Ok(r) => return Ok(r),
                 Err(GenError::WouldWait { wait }) => {
                     let until = *deadline.get_or_insert_with(|| Instant::now() + MAX_WAIT);
@@ -154,8 +168,12 @@ impl Node {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
         }
-        let state = self.generator.clock_state();
-        let layout = self.generator.layout();
+        if let Some(lease) = &self.lease {
+            lease.readiness()?;
+        }
+        let generator = self.generator.load();
+        let state = generator.clock_state();
+        let layout = generator.layout();
         if state.wall_ms < layout.time_spec().epoch_ms {
             return Err(format!(
                 "the clock reads {}, before the layout epoch {}",
@@ -189,8 +207,9 @@ impl Node {
 
     /// Seconds until the layout runs out, and a warning when that is under a year.
     pub(crate) fn layout_time_left(&self) -> (u64, Option<String>) {
-        let end = self.generator.layout().end_ms();
-        let left = end.saturating_sub(self.generator.clock().now_ms()) / 1000;
+        let generator = self.generator.load();
+        let end = generator.layout().end_ms();
+        let left = end.saturating_sub(generator.clock().now_ms()) / 1000;
         let warning = (left < YEAR_SECS).then(|| {
             format!(
                 "the layout's time field runs out on {} ({} days left); move the epoch before then",
@@ -205,7 +224,8 @@ impl Node {
     /// samples into their buckets; runs every
     /// [`crate::server::MAINTENANCE_PERIOD`] on a blocking thread, since it may fsync.
     pub(crate) fn maintain(&self) {
-        let result = self.generator.prepare();
+        let generator = self.generator.load();
+        let result = generator.prepare();
         let mut err = self
             .maintenance_error
             .lock()
@@ -222,10 +242,13 @@ impl Node {
             }
         }
         drop(err);
-        self.metrics.clock(
-            &self.generator.clock_state(),
-            self.generator.layout().end_ms(),
-        );
+        let clock = generator.clock_state();
+        if let Some(lease) = &self.lease {
+            if !self.shutting_down.load(Ordering::Acquire) {
+                lease.refresh_mark(clock.high_water_ms, clock.wall_ms);
+            }
+        }
+        self.metrics.clock(&clock, generator.layout().end_ms());
         self.metrics
             .ready
             .set(if self.readiness().is_ok() { 1.0 } else { 0.0 });

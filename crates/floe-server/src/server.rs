@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use floe_core::{GenError, Generator};
+use floe_core::GenError;
 use floe_store::FileHighWater;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinSet;
@@ -19,7 +19,8 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::node::{entropy, Node};
-use crate::{http, logging, metrics, peers, segment, tcp};
+use crate::{http, lease, logging, metrics, peers, segment, tcp};
+use arc_swap::ArcSwap;
 
 /// How often the high-water mark is extended ahead of need and the clock metrics refreshed;
 /// well inside the default 2 s window, so the issuing path never writes the mark itself.
@@ -134,30 +135,35 @@ impl Server {
         }
 
         let data_dir = config.data_dir.clone();
-        let generator = tokio::task::spawn_blocking(move || -> Result<_, GenError> {
-            let high_water = FileHighWater::open(&data_dir)?;
-            let generator = Generator::new(
-                sf.layout.clone(),
-                sf.identity.clone(),
-                sf.generator_config(entropy()),
-                sf.clock(),
-                Box::new(high_water),
-            )?;
-            // The first mark is written before any request, not by the first request.
-            generator.prepare()?;
-            Ok(generator)
-        })
-        .await
-        .map_err(io::Error::other)?
-        .map_err(|source| ServerError::Generator {
-            data_dir: config.data_dir.display().to_string(),
-            source,
-        })?;
+        let cfg = config.clone();
+        let (generator, high_water) =
+            tokio::task::spawn_blocking(move || -> Result<_, GenError> {
+                let high_water = Arc::new(FileHighWater::open(&data_dir)?);
+                let identity = cfg.snowflake.identity.clone();
+                let generator = lease::build_generator(&cfg, identity, &high_water, 0)?;
+                Ok((generator, high_water))
+            })
+            .await
+            .map_err(io::Error::other)?
+            .map_err(|source| ServerError::Generator {
+                data_dir: config.data_dir.display().to_string(),
+                source,
+            })?;
+        let (lease, lease_states) = match &config.registry {
+            Some(settings) => {
+                let (guard, states) = lease::start(&config, settings)
+                    .map_err(|e| ServerError::Registry(e.to_string()))?;
+                (Some(guard), Some(states))
+            }
+            None => (None, None),
+        };
 
         let node = Arc::new(Node {
             segments: segment::service(&config).await?,
             config,
-            generator,
+            generator: ArcSwap::from_pointee(generator),
+            high_water,
+            lease,
             metrics,
             log,
             shutting_down: Default::default(),
@@ -166,6 +172,9 @@ impl Server {
             tcp_addr,
             http_addr,
         });
+        if let Some(states) = lease_states {
+            tokio::spawn(lease::follow(node.clone(), states));
+        }
         if let (_, Some(warning)) = node.layout_time_left() {
             warn!("{warning}");
         }
@@ -202,7 +211,7 @@ impl Server {
                 .with_graceful_shutdown(http_token.cancelled_owned())
                 .await
         });
-        info!(tcp = %node.tcp_addr, http = %node.http_addr, layout = %node.generator.layout(), "serving");
+        info!(tcp = %node.tcp_addr, http = %node.http_addr, layout = %node.generator.load().layout(), "serving");
 
         let timeout = node.config.server.shutdown_timeout;
         let mut http_done = false;
@@ -242,11 +251,15 @@ impl Server {
         if let Err(e) = node.segments.shutdown().await {
             warn!("segment ranges not handed back: {e}");
         }
-        let generator_node = node.clone();
-        tokio::task::spawn_blocking(move || generator_node.generator.shutdown())
+        let generator = node.generator.load_full();
+        let stopped = generator.clone();
+        tokio::task::spawn_blocking(move || stopped.shutdown())
             .await
             .map_err(io::Error::other)?
             .map_err(ServerError::Shutdown)?;
+        if let Some(lease) = &node.lease {
+            lease.release(generator.clock_state().high_water_ms).await;
+        }
         info!("stopped");
         Ok(())
     }

@@ -193,7 +193,7 @@ impl Connection {
         node: Arc<Node>,
         shutdown: CancellationToken,
     ) -> Connection {
-        let lane = node.generator.assign_lane();
+        let lane = node.generator.load().assign_lane();
         node.metrics.lane_assigned(lane);
         let codec = ServerCodec::new(node.config.server.max_count);
         Connection {

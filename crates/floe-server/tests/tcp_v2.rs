@@ -38,11 +38,11 @@ async fn every_op_and_status() {
     let r = read_v2(&mut s).await;
     assert_eq!((r.status, r.req_id, r.ids.len()), (0, 2, 3));
 
-    // op 2 segment: unavailable until segment mode is configured.
+    // op 2 segment, status 2: a tag the segment table does not have.
     s.write_all(&v2_request(2, 3, 5, b"orders")).await.unwrap();
     let r = read_v2(&mut s).await;
-    assert_eq!((r.status, r.req_id), (3, 3));
-    assert_eq!(r.message, "segment mode is not configured");
+    assert_eq!((r.status, r.req_id), (2, 3));
+    assert_eq!(r.message, "unknown tag `orders`");
 
     // status 1: count 0, unknown op, segment without tag, tag not UTF-8.
     for (frame, req_id, want) in [

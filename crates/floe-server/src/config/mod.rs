@@ -21,6 +21,7 @@ use floe_core::{
     Clock, FieldKind, GenError, Generator, GeneratorConfig, Identity, IdentityError, Layout,
     MachineClock, MemoryHighWater, OffsetClock, SystemClock, VolumeHiding,
 };
+use floe_store::registry::{RedisConfig, RegistryConfig, SqlConfig};
 use floe_store::segment::{ServiceConfig, StoreOptions, TableSpec};
 use serde::Deserialize;
 
@@ -83,6 +84,22 @@ pub struct Config {
     pub snowflake: SnowflakeConfig,
     /// Segment mode, or `None` when `segment.enabled = false`.
     pub segment: Option<SegmentSettings>,
+    /// Where the worker id comes from; `None`: the static `snowflake.identity`.
+    pub registry: Option<RegistrySettings>,
+}
+
+/// Validated `[registry]` settings: a leased worker id (SQL, Redis) or one derived from the host
+/// name (Kubernetes), instead of a static identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrySettings {
+    /// Which registry and how to reach it.
+    pub registry: RegistryConfig,
+    /// Ids are unique within a namespace; several clusters can share one store.
+    pub namespace: String,
+    /// How long the store keeps an id for a node that stops renewing.
+    pub ttl: Duration,
+    /// The layout's node fields the leased id fills (e.g. `machine` within GenID's zone/dc).
+    pub fields: Vec<String>,
 }
 
 /// Validated `[segment]` settings: where the segment table is and how the buffers behave.
@@ -331,6 +348,21 @@ struct Builder {
     log: LogBuilder,
     snowflake: SnowflakeBuilder,
     segment: SegmentBuilder,
+    registry: RegistryBuilder,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RegistryBuilder {
+    kind: Option<Scalar>,
+    url: Option<Scalar>,
+    namespace: Option<Scalar>,
+    ttl: Option<Scalar>,
+    table: Option<Scalar>,
+    key_prefix: Option<Scalar>,
+    fields: Option<List>,
+    offset: Option<Scalar>,
+    call_timeout: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -643,13 +675,119 @@ impl Builder {
         let snowflake = self.snowflake.build(warnings)?;
         let data_dir = PathBuf::from(data_dir);
         let segment = self.segment.build()?;
+        let registry = self.registry.build(&snowflake.layout)?;
         Ok(Config {
             server,
             data_dir,
             log: LogConfig { level, format },
             snowflake,
             segment,
+            registry,
         })
+    }
+}
+
+impl RegistryBuilder {
+    fn build(&self, layout: &Layout) -> Result<Option<RegistrySettings>, ConfigError> {
+        let kind = text(&self.kind, "static").trim().to_ascii_lowercase();
+        let call_timeout = duration(
+            "registry.call_timeout",
+            &self.call_timeout,
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )?;
+        let url = |default: Option<&str>| -> Result<String, ConfigError> {
+            match (&self.url, default) {
+                (Some(u), _) => Ok(u.text().trim().to_owned()),
+                (None, Some(d)) => Ok(d.to_owned()),
+                (None, None) => Err(invalid(
+                    "registry.url",
+                    "(missing)",
+                    format!("a URL of the {kind} registry"),
+                )),
+            }
+        };
+        let registry = match kind.as_str() {
+            "static" => return Ok(None),
+            "kubernetes" => RegistryConfig::Kubernetes {
+                offset: int("registry.offset", &self.offset, 0, 0, i64::from(u32::MAX))? as u32,
+            },
+            "sql" => {
+                let url = url(None)?;
+                floe_store::db::Dialect::of_url(&url).map_err(|why| {
+                    invalid("registry.url", floe_store::db::redact_url(&url), why)
+                })?;
+                let mut c = SqlConfig::new(url);
+                c.table = text(&self.table, &c.table);
+                c.call_timeout = call_timeout;
+                RegistryConfig::Sql(c)
+            }
+            "redis" => {
+                let url = url(Some("redis://127.0.0.1:6379"))?;
+                if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                    return Err(invalid(
+                        "registry.url",
+                        floe_store::db::redact_url(&url),
+                        "a redis:// or rediss:// URL",
+                    ));
+                }
+                let mut c = RedisConfig::new(url);
+                c.key_prefix = text(&self.key_prefix, &c.key_prefix);
+                c.call_timeout = call_timeout;
+                RegistryConfig::Redis(c)
+            }
+            _ => {
+                return Err(invalid(
+                    "registry.kind",
+                    format!("{kind:?}"),
+                    "static, sql, redis or kubernetes",
+                ))
+            }
+        };
+        // Default pool: the `worker` field, else `machine` (GenID: within zone and dc), else the
+        // least significant node field.
+        let fields: Vec<String> = match &self.fields {
+            Some(list) => list.0.iter().map(Scalar::text).collect(),
+            None => {
+                let names: Vec<&str> = layout.node_fields().map(|f| f.name.as_str()).collect();
+                let pick = ["worker", "machine"]
+                    .into_iter()
+                    .find(|n| names.contains(n))
+                    .or(names.last().copied())
+                    .ok_or_else(|| {
+                        invalid(
+                            "registry.kind",
+                            format!("{kind:?}"),
+                            "static: the layout has no node field to lease",
+                        )
+                    })?;
+                vec![pick.to_owned()]
+            }
+        };
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        floe_store::registry::NodePool::new(layout, &names)
+            .map_err(|e| invalid("registry.fields", format!("{fields:?}"), e.to_string()))?;
+        let namespace = text(&self.namespace, "floe");
+        if namespace.is_empty() || namespace.len() > 64 || namespace.contains(char::is_whitespace) {
+            return Err(invalid(
+                "registry.namespace",
+                format!("{namespace:?}"),
+                "1..=64 characters without spaces",
+            ));
+        }
+        Ok(Some(RegistrySettings {
+            registry,
+            namespace,
+            ttl: duration(
+                "registry.ttl",
+                &self.ttl,
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+            )?,
+            fields,
+        }))
     }
 }
 

@@ -179,7 +179,7 @@ pub(super) async fn leaf_snowflake(
     State(node): State<Arc<Node>>,
     Path(_key): Path<String>,
 ) -> Response {
-    let lane = node.generator.assign_lane();
+    let lane = node.generator.load().assign_lane();
     let mut ids = Vec::with_capacity(1);
     match node.issue(lane, 1, &mut ids).await {
         Ok(()) => match ids.first() {
@@ -246,7 +246,8 @@ pub(super) async fn leaf_decode(
         .parse::<u64>()
         .ok()
         .or_else(|| text.trim().parse::<i64>().ok().map(|v| v as u64));
-    let layout = node.generator.layout();
+    let generator = node.generator.load();
+    let layout = generator.layout();
     let Some(decoded) = id.and_then(|id| layout.decode(id).ok()) else {
         return Ok(axum::Json(LeafDecodeError {
             error_msg: LEAF_DECODE_ERROR,

@@ -68,7 +68,7 @@ pub(super) async fn snowflake(
     let count =
         parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
     let as_strings = wants_strings(&params)?;
-    let lane = node.generator.assign_lane();
+    let lane = node.generator.load().assign_lane();
     let mut ids = Vec::new();
     if let Err(e) = node.issue(lane, u64::from(count), &mut ids).await {
         node.metrics.request_error("http", "unavailable");
@@ -136,7 +136,8 @@ pub(super) async fn decode(
             u64::MAX
         ))
     })?;
-    let layout = node.generator.layout();
+    let generator = node.generator.load();
+    let layout = generator.layout();
     let decoded = layout
         .decode(id)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -149,7 +150,7 @@ pub(super) async fn decode(
 
 /// `GET /v1/info`: identity, layout, capacity, lanes, clock, high-water mark, version.
 pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    let g = &node.generator;
+    let g = node.generator.load();
     let layout = g.layout();
     let identity: serde_json::Map<String, serde_json::Value> = layout
         .node_fields()
@@ -189,6 +190,7 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
         "ready": ready.is_ok(),
         "not_ready_reason": ready.err(),
         "modes": { "snowflake": true, "segment": node.segments.enabled() },
+        "lease": node.lease.as_ref().map(|l| l.info()),
         "listen": { "tcp": node.tcp_addr.to_string(), "http": node.http_addr.to_string() },
     });
     Ok(json_response(StatusCode::OK, &body))

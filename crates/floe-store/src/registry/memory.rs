@@ -198,7 +198,11 @@ impl WorkerRegistry for MemoryRegistry {
         lease: &Lease,
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
-        self.if_held(req, lease, high_water_ms, |slot| slot.owner = None)
-            .await
+        self.if_held(req, lease, high_water_ms, |slot| {
+            slot.owner = None;
+            // The holder's exact final mark: renewals may have stored one ahead of time.
+            slot.high_water_ms = Some(high_water_ms);
+        })
+        .await
     }
 }

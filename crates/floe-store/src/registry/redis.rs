@@ -62,15 +62,16 @@ return 1
 ";
 
 /// Releases. KEYS and ARGV as for [`RENEW`] (ttl unused). Bumps the epoch so a stale renewal of
-/// the released lease cannot revive it. Returns 1, or 0 when lost.
+/// the released lease cannot revive it, and stores the holder's exact final mark: renewals may
+/// have stored a mark ahead of time, which the holder, having stopped, can now lower to what
+/// it really issued. Returns 1, or 0 when lost.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('INCR', KEYS[2])
-local old = tonumber(redis.call('GET', KEYS[3]))
-if old == nil or tonumber(ARGV[4]) > old then redis.call('SET', KEYS[3], ARGV[4]) end
+redis.call('SET', KEYS[3], ARGV[4])
 return 1
 ";
 

@@ -97,8 +97,10 @@ impl Statements {
                 "UPDATE {table} SET expires_at_ms = {now} + ?, {raise_hw} \
                  WHERE namespace = ? AND worker_id = ? AND owner = ? AND epoch = ?"
             )),
+            // The holder's exact final mark (bound twice, like `raise_hw`): renewals may have
+            // stored one ahead of time.
             release: sql(format!(
-                "UPDATE {table} SET owner = NULL, expires_at_ms = 0, {raise_hw} \
+                "UPDATE {table} SET owner = NULL, expires_at_ms = 0, high_water_ms = COALESCE(?, ?) \
                  WHERE namespace = ? AND worker_id = ? AND owner = ? AND epoch = ?"
             )),
         }

@@ -1,0 +1,296 @@
+//! Worker-id leases in the server: the fence every request checks, and the task that follows
+//! the lease keeper and swaps in a generator for each new lease.
+//!
+//! The keeper (floe-store) acquires and renews the lease and publishes its state; this module
+//! turns that into an atomic fence read by the issuing path, so a node stops issuing at
+//! `last successful renewal + ttl − margin` even if the keeper task itself runs late.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use floe_core::{Clock, Floored, GenError, Generator, Identity, SystemClock};
+use floe_store::registry::{
+    KeeperConfig, Lease, LeaseKeeper, LeaseRequest, LeaseState, NodePool, RegistryError,
+};
+use floe_store::FileHighWater;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, RegistrySettings};
+use crate::node::{entropy, IssueError, Node};
+
+/// Clock skew tolerated between nodes, added to the fence margin.
+const SKEW: Duration = Duration::from_millis(500);
+
+/// Fence value: no lease held.
+const NOT_HELD: u64 = 0;
+/// Fence value: held, and it never expires (Kubernetes ordinals).
+const FOREVER: u64 = u64::MAX;
+
+/// The lease as the server sees it.
+#[derive(Debug)]
+pub(crate) struct LeaseGuard {
+    /// Monotonic origin of `fence_ns`.
+    base: Instant,
+    /// Nanoseconds after `base` at which issuing stops; [`NOT_HELD`] or [`FOREVER`].
+    fence_ns: AtomicU64,
+    /// Why the node does not hold a lease, for `/readyz`.
+    status: Mutex<String>,
+    /// The lease in force, for `/v1/info`.
+    lease: Mutex<Option<Lease>>,
+    /// What each renewal stores as this node's high-water mark (Unix ms).
+    registry_mark: Arc<AtomicU64>,
+    /// The keeper, taken at shutdown to release the lease.
+    keeper: tokio::sync::Mutex<Option<LeaseKeeper>>,
+    /// The pool of ids and how an id maps onto the layout's node fields.
+    pool: NodePool,
+    /// Lease ttl, for the renewal mark.
+    ttl: Duration,
+    /// Generator drift, for the renewal mark.
+    drift: Duration,
+}
+
+impl LeaseGuard {
+    /// Whether IDs may be issued now.
+    #[inline]
+    pub(crate) fn check(&self) -> Result<(), IssueError> {
+        match self.fence_ns.load(Ordering::Acquire) {
+            FOREVER => Ok(()),
+            NOT_HELD => Err(IssueError::Unavailable(self.why_not())),
+            fence if (self.base.elapsed().as_nanos() as u64) < fence => Ok(()),
+            _ => Err(IssueError::Unavailable(
+                "the worker-id lease could not be renewed in time: this node stopped issuing before another node can be given its id; retry on another node".into(),
+            )),
+        }
+    }
+
+    fn why_not(&self) -> String {
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        format!("no worker-id lease held: {status}")
+    }
+
+    /// For `/readyz`.
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        self.check().map_err(|e| e.message().to_owned())
+    }
+
+    /// For `/v1/info`.
+    pub(crate) fn info(&self) -> serde_json::Value {
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let fence = self.fence_ns.load(Ordering::Acquire);
+        let fence_in_ms = match fence {
+            NOT_HELD | FOREVER => None,
+            f => Some((f as i128 - self.base.elapsed().as_nanos() as i128) / 1_000_000),
+        };
+        json!({
+            "held": self.check().is_ok(),
+            "worker_id": lease.as_ref().map(|l| l.id),
+            "epoch": lease.as_ref().map(|l| l.epoch),
+            "fence_in_ms": fence_in_ms,
+            "status": self.status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        })
+    }
+
+    /// Refreshes what the next renewal stores: at least every tick this node may issue before
+    /// its fence (now + ttl + drift), so a node that takes the id over after an outage starts
+    /// past them even if this node's last ticks were never reported.
+    pub(crate) fn refresh_mark(&self, persisted_ms: u64, now_ms: u64) {
+        let ahead = now_ms + (self.ttl + self.drift).as_millis() as u64;
+        self.registry_mark
+            .store(persisted_ms.max(ahead), Ordering::Release);
+    }
+
+    /// Releases the lease with the generator's final mark (call after the generator stopped).
+    /// The registry stores it exactly, so it is kept at or above the mark the lease came with.
+    pub(crate) async fn release(&self, final_ms: u64) {
+        self.fence_ns.store(NOT_HELD, Ordering::Release);
+        let inherited = self
+            .lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|l| l.previous_high_water_ms)
+            .unwrap_or(0);
+        self.registry_mark
+            .store(final_ms.max(inherited), Ordering::Release);
+        if let Some(keeper) = self.keeper.lock().await.take() {
+            info!(
+                round_trips = keeper.round_trips(),
+                "releasing the worker-id lease"
+            );
+            if let Err(e) = keeper.shutdown().await {
+                warn!("worker-id lease not released (it will expire): {e}");
+            }
+        }
+    }
+
+    fn set_status(&self, status: impl Into<String>) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.into();
+    }
+}
+
+/// Starts the keeper for `settings`; issuing stays fenced until the first lease arrives.
+pub(crate) fn start(
+    config: &Config,
+    settings: &RegistrySettings,
+) -> Result<(Arc<LeaseGuard>, watch::Receiver<LeaseState>), RegistryError> {
+    let sf = &config.snowflake;
+    let names: Vec<&str> = settings.fields.iter().map(String::as_str).collect();
+    let pool = NodePool::new(&sf.layout, &names)?;
+    let registry = settings.registry.open(|k| std::env::var(k).ok())?;
+    let request = LeaseRequest::new(settings.namespace.clone(), pool.size(), settings.ttl);
+    // Logical time may run max_drift plus a tick ahead of the wall clock; the fence must leave
+    // at least that, plus clock skew, before the id can be granted to another node.
+    let tick = Duration::from_millis(sf.layout.time_spec().unit_ms);
+    let keeper_config =
+        KeeperConfig::for_ttl(settings.ttl).with_min_margin(sf.max_drift + tick + SKEW);
+    let now = SystemClock.now_ms();
+    let registry_mark = Arc::new(AtomicU64::new(
+        now + (settings.ttl + sf.max_drift).as_millis() as u64,
+    ));
+    let mark = registry_mark.clone();
+    let keeper = LeaseKeeper::start(
+        registry,
+        request,
+        keeper_config,
+        Arc::new(move || mark.load(Ordering::Acquire)),
+    )?;
+    let states = keeper.subscribe();
+    let guard = Arc::new(LeaseGuard {
+        base: Instant::now(),
+        fence_ns: AtomicU64::new(NOT_HELD),
+        status: Mutex::new("acquiring a worker id".into()),
+        lease: Mutex::new(None),
+        registry_mark,
+        keeper: tokio::sync::Mutex::new(Some(keeper)),
+        pool,
+        ttl: settings.ttl,
+        drift: sf.max_drift,
+    });
+    Ok((guard, states))
+}
+
+/// Builds the generator for `identity`, starting after the node's own mark and `floor_ms`.
+pub(crate) fn build_generator(
+    config: &Config,
+    identity: Identity,
+    high_water: &Arc<FileHighWater>,
+    floor_ms: u64,
+) -> Result<Generator<Arc<dyn Clock>>, GenError> {
+    let sf = &config.snowflake;
+    let generator = Generator::new(
+        sf.layout.clone(),
+        identity,
+        sf.generator_config(entropy()),
+        sf.clock(),
+        Box::new(Floored::new(high_water.clone(), floor_ms)),
+    )?;
+    // The first mark is written before any request, not by the first request.
+    generator.prepare()?;
+    Ok(generator)
+}
+
+/// The configured identity with the leased id written into the pooled fields.
+fn identity_for(config: &Config, pool: &NodePool, id: u32) -> Result<Identity, String> {
+    let layout = &config.snowflake.layout;
+    let mut pairs: Vec<(String, u64)> = layout
+        .node_fields()
+        .zip(config.snowflake.identity.values())
+        .map(|(f, v)| (f.name.clone(), *v))
+        .collect();
+    for (name, value) in pool.values(id) {
+        if let Some(p) = pairs.iter_mut().find(|(n, _)| *n == name) {
+            p.1 = value;
+        }
+    }
+    layout.identity(&pairs).map_err(|e| e.to_string())
+}
+
+/// Follows the keeper: fences issuing whenever no lease is held, and swaps in a generator for
+/// each new lease (a new id, or the same id granted again), which starts after the previous
+/// holder's mark. Ends when the keeper stops.
+pub(crate) async fn follow(node: Arc<Node>, mut states: watch::Receiver<LeaseState>) {
+    let Some(guard) = node.lease.clone() else {
+        return;
+    };
+    let mut current: Option<(u32, u64)> = None;
+    loop {
+        let state = states.borrow_and_update().clone();
+        match state {
+            LeaseState::Held {
+                lease,
+                fence_deadline,
+            } => {
+                if current != Some((lease.id, lease.epoch)) {
+                    guard.fence_ns.store(NOT_HELD, Ordering::Release);
+                    guard.set_status(format!("starting a generator for worker id {}", lease.id));
+                    match swap_generator(&node, &guard, &lease).await {
+                        Ok(()) => {
+                            current = Some((lease.id, lease.epoch));
+                            info!(
+                                worker_id = lease.id,
+                                epoch = lease.epoch,
+                                "worker-id lease held"
+                            );
+                        }
+                        Err(e) => {
+                            error!(
+                                worker_id = lease.id,
+                                "cannot start the generator for the lease: {e}"
+                            );
+                            guard.set_status(format!("generator for worker id {}: {e}", lease.id));
+                            if states.changed().await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                *guard.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+                let fence = fence_deadline.map_or(FOREVER, |d| {
+                    let at = d.into_std().saturating_duration_since(guard.base);
+                    (at.as_nanos() as u64).max(1)
+                });
+                guard.fence_ns.store(fence, Ordering::Release);
+                guard.set_status("held");
+            }
+            other => {
+                guard.fence_ns.store(NOT_HELD, Ordering::Release);
+                let status = match &other {
+                    LeaseState::Acquiring { last_error: Some(e) } => format!("acquiring a worker id: {e}"),
+                    LeaseState::Acquiring { last_error: None } => "acquiring a worker id".into(),
+                    LeaseState::Exhausted { retry_in } => format!(
+                        "every worker id of the pool is held by a live node; retrying in {retry_in:?}"
+                    ),
+                    LeaseState::Failed(why) => format!("the lease keeper gave up: {why}"),
+                    LeaseState::Stopped => "stopped".into(),
+                    LeaseState::Held { .. } => unreachable!("handled above"),
+                };
+                guard.set_status(status);
+            }
+        }
+        if states.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Stops the old generator (its mark drops to its last ID), then starts one for the lease.
+/// Sequential on purpose: both share the data directory's mark, which must never be lowered
+/// under a generator that is issuing.
+async fn swap_generator(node: &Arc<Node>, guard: &LeaseGuard, lease: &Lease) -> Result<(), String> {
+    let identity = identity_for(&node.config, &guard.pool, lease.id)?;
+    let floor = lease.previous_high_water_ms.unwrap_or(0);
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || {
+        n.generator.load().shutdown().map_err(|e| e.to_string())?;
+        let fresh = build_generator(&n.config, identity, &n.high_water, floor)
+            .map_err(|e| e.to_string())?;
+        n.generator.store(Arc::new(fresh));
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
