@@ -211,7 +211,18 @@ pub(crate) async fn service(config: &Config) -> Result<Arc<dyn SegmentService>, 
     let store = open(&url, settings).await?;
     let buffers = Buffers::new(store.clone(), settings.service.clone())
         .map_err(|e| ServerError::Segment(e.to_string()))?;
-    tokio::spawn(prepare(store, buffers.clone(), settings.store.create_table));
+    // With the database up, the table exists before the node says it is listening; a database
+    // that is down is waited for in the background instead of failing the start.
+    let mut create_table = settings.store.create_table;
+    if create_table {
+        match store.ensure_table().await {
+            Ok(()) => create_table = false,
+            Err(e) => {
+                warn!(error = %e, "segment table not created yet; retrying in the background")
+            }
+        }
+    }
+    tokio::spawn(prepare(store, buffers.clone(), create_table));
     Ok(Arc::new(StoreBacked { buffers }))
 }
 
