@@ -1,16 +1,19 @@
 //! Segment ("number range") mode: per business tag, IDs handed out from ranges claimed in a
 //! database, double-buffered so a request never waits on the database while the step keeps up.
 //!
-//! A [`SegmentBuffer`] holds the current segment and, once a threshold of it is used, the next
-//! one. IDs are taken from a *virtual* cursor that runs through the segments back to back:
-//! segment k covers virtual positions `[V_k, V_k + len_k)` and real IDs `[start_k, end_k)`.
-//! Taking n IDs is one compare-and-swap on the cursor, done only when n IDs are already in the
-//! buffer — so a batch is all or nothing (no ID is taken for a request that then fails) and
-//! the mapping from a virtual position to a real ID never changes once published.
+//! A [`SegmentBuffer`] holds the segment in use and, once a threshold of the newest one is
+//! used, the next one (more when a large request needs them). IDs are taken from a *virtual*
+//! cursor that runs through the segments back to back: segment k covers virtual positions
+//! `[V_k, V_k + len_k)` and real IDs `[start_k, end_k)`. Taking n IDs is one compare-and-swap
+//! on the cursor, done only when n IDs are already held — so a batch is all or nothing (no ID is
+//! taken for a request that then fails) and the mapping from a virtual position to a real ID
+//! never changes once published. A request within the segment in use is lock-free; one that
+//! spans segments is served under the slow lock, where the held segments cannot change.
 //!
 //! The buffer does no I/O: it tells the caller when to refill and how big a step to claim
 //! (adaptive, after Leaf), and the caller installs what the database returned.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -41,7 +44,7 @@ impl Segment {
 /// Settings of a segment buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentConfig {
-    /// Fraction of the current segment used before the next one is fetched (Leaf: 0.1).
+    /// Fraction of the newest segment used before the next one is fetched (Leaf: 0.1).
     pub refill_threshold: f64,
     /// A segment that lasts less than this doubles the next step; one that lasts more than
     /// twice this halves it.
@@ -106,14 +109,14 @@ pub enum SegmentError {
     Config(String),
 }
 
-/// IDs taken in one step: one range, or two when the request spans into the next segment
-/// (IDs are contiguous where the segments allow).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// IDs taken in one step: increasing runs, one unless the request spans segments that are not
+/// adjacent (IDs are contiguous where the segments allow).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
-    /// The first (or only) range.
+    /// The first (usually only) run.
     pub first: Segment,
-    /// The rest, from the next segment.
-    pub second: Option<Segment>,
+    /// Further runs, from later segments.
+    pub rest: Vec<Segment>,
     /// Whether the caller should start a refill now (the threshold was crossed).
     pub refill: bool,
 }
@@ -121,7 +124,7 @@ pub struct Taken {
 impl Taken {
     /// Number of IDs.
     pub fn len(&self) -> u64 {
-        self.first.len() + self.second.map_or(0, |s| s.len())
+        self.first.len() + self.rest.iter().map(Segment::len).sum::<u64>()
     }
 
     /// Whether no ID was taken.
@@ -130,18 +133,18 @@ impl Taken {
     }
 
     /// The IDs in increasing order.
-    pub fn iter(&self) -> impl Iterator<Item = u64> {
-        let (a, b) = (
-            self.first,
-            self.second.unwrap_or(Segment { start: 0, end: 0 }),
-        );
-        (a.start..a.end).chain(b.start..b.end)
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(&self.first)
+            .chain(&self.rest)
+            .flat_map(|s| s.start..s.end)
     }
 
     /// Appends the IDs to `out`.
     pub fn extend_into(&self, out: &mut Vec<u64>) {
         out.reserve(self.len() as usize);
-        out.extend(self.iter());
+        for s in std::iter::once(&self.first).chain(&self.rest) {
+            out.extend(s.start..s.end);
+        }
     }
 }
 
@@ -164,9 +167,9 @@ pub struct HandBack {
 /// Buffer state for health and metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentState {
-    /// IDs left in the buffer (current and next segment).
+    /// IDs left in the buffer (every held segment).
     pub remaining: u64,
-    /// Whether the next segment is loaded.
+    /// Whether a segment beyond the one in use is loaded.
     pub next_ready: bool,
     /// Step the next refill will claim.
     pub step: u64,
@@ -174,11 +177,11 @@ pub struct SegmentState {
     pub refills: u64,
     /// The last refill error, cleared by a successful refill.
     pub last_error: Option<String>,
-    /// The current segment, if any.
+    /// The segment in use, if any.
     pub current: Option<Segment>,
 }
 
-/// The published table: current and next segment, read through a seqlock.
+/// The published part of the buffer: the segment in use, read through a seqlock.
 #[derive(Debug)]
 #[repr(align(128))]
 struct Table {
@@ -188,14 +191,9 @@ struct Table {
     v0: AtomicU64,
     /// Real first ID of the current segment.
     s0: AtomicU64,
-    /// Length of the current segment.
-    len0: AtomicU64,
-    /// Real first ID of the next segment (valid when `len1 > 0`).
-    s1: AtomicU64,
-    /// Length of the next segment; 0 while it is not loaded.
-    len1: AtomicU64,
-    /// Virtual position at which a refill is due; `u64::MAX` while the next segment is loaded,
-    /// so the fast path needs one comparison.
+    /// Virtual position one past the current segment.
+    cur_end: AtomicU64,
+    /// Virtual position at which a refill is due.
     trigger: AtomicU64,
 }
 
@@ -204,70 +202,34 @@ struct Table {
 struct Snap {
     v0: u64,
     s0: u64,
-    len0: u64,
-    s1: u64,
-    len1: u64,
+    cur_end: u64,
     trigger: u64,
 }
 
-impl Snap {
-    /// One past the last virtual position the buffer holds.
-    #[inline]
-    fn end(&self) -> u64 {
-        self.v0 + self.len0 + self.len1
-    }
+/// A held segment placed in virtual space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Placed {
+    /// Virtual position of its first ID.
+    v: u64,
+    /// The real range.
+    seg: Segment,
+}
 
-    /// Maps virtual `[v, v + n)` (inside the buffer) to real ranges.
-    #[inline]
-    fn map(&self, v: u64, n: u64) -> (Segment, Option<Segment>) {
-        let cur_end = self.v0 + self.len0;
-        if v + n <= cur_end {
-            let start = self.s0 + (v - self.v0);
-            return (
-                Segment {
-                    start,
-                    end: start + n,
-                },
-                None,
-            );
-        }
-        if v >= cur_end {
-            let start = self.s1 + (v - cur_end);
-            return (
-                Segment {
-                    start,
-                    end: start + n,
-                },
-                None,
-            );
-        }
-        let head = cur_end - v;
-        let first = Segment {
-            start: self.s0 + (v - self.v0),
-            end: self.s0 + self.len0,
-        };
-        let second = Segment {
-            start: self.s1,
-            end: self.s1 + (n - head),
-        };
-        // Consecutive segments (the usual case on one node) give one contiguous range.
-        if first.end == second.start {
-            (
-                Segment {
-                    start: first.start,
-                    end: second.end,
-                },
-                None,
-            )
-        } else {
-            (first, Some(second))
-        }
+impl Placed {
+    fn v_end(&self) -> u64 {
+        self.v + self.seg.len()
     }
 }
 
-/// State only the slow path touches.
+/// Everything else, behind the slow lock: the held segments and the refill bookkeeping.
 #[derive(Debug)]
 struct Slow {
+    /// The segment in use (mirrors the table) followed by the loaded ones, in virtual order.
+    held: VecDeque<Placed>,
+    /// One past the last virtual position held.
+    end: u64,
+    /// Virtual position of the newest segment, for the threshold and `next_ready`.
+    newest: u64,
     /// Step of the next claim (adaptive).
     step: u64,
     /// When the last refill was planned (caller's clock, ms): the interval between two
@@ -281,19 +243,51 @@ struct Slow {
     in_flight: bool,
 }
 
+impl Slow {
+    /// Maps virtual `[v, v + n)` (inside the held segments) to increasing real runs.
+    fn map(&self, v: u64, n: u64) -> Taken {
+        let mut runs: Vec<Segment> = Vec::new();
+        let (mut at, end) = (v, v + n);
+        for p in &self.held {
+            if at >= end {
+                break;
+            }
+            if at >= p.v_end() {
+                continue;
+            }
+            let upto = end.min(p.v_end());
+            let run = Segment {
+                start: p.seg.start + (at - p.v),
+                end: p.seg.start + (upto - p.v),
+            };
+            match runs.last_mut() {
+                Some(last) if last.end == run.start => last.end = run.end,
+                _ => runs.push(run),
+            }
+            at = upto;
+        }
+        let mut runs = runs.into_iter();
+        Taken {
+            first: runs.next().unwrap_or(Segment { start: 0, end: 0 }),
+            rest: runs.collect(),
+            refill: false,
+        }
+    }
+}
+
 /// Marks a closed cursor; no real position reaches it.
 const CLOSED: u64 = u64::MAX;
 
-/// The double buffer of one tag.
+/// The double (or deeper) buffer of one tag.
 #[derive(Debug)]
 pub struct SegmentBuffer {
     /// Virtual position of the next ID to hand out, on its own cache line.
     taken: Cursor,
-    /// The published segments.
+    /// The segment in use, published for the lock-free path.
     table: Table,
-    /// Set once a refill was signalled and not yet planned, so only one caller signals.
+    /// Set once a refill was signalled and not yet installed, so only one caller signals.
     refill_wanted: AtomicBool,
-    /// Slow-path state; never held while taking IDs.
+    /// Slow-path state; never held by a request served from the current segment.
     slow: Mutex<Slow>,
     /// Settings.
     config: SegmentConfig,
@@ -315,13 +309,14 @@ impl SegmentBuffer {
                 version: AtomicU64::new(0),
                 v0: AtomicU64::new(0),
                 s0: AtomicU64::new(0),
-                len0: AtomicU64::new(0),
-                s1: AtomicU64::new(0),
-                len1: AtomicU64::new(0),
+                cur_end: AtomicU64::new(0),
                 trigger: AtomicU64::new(0),
             },
             refill_wanted: AtomicBool::new(false),
             slow: Mutex::new(Slow {
+                held: VecDeque::new(),
+                end: 0,
+                newest: 0,
                 step,
                 last_plan_ms: None,
                 refills: 0,
@@ -338,15 +333,13 @@ impl SegmentBuffer {
         loop {
             let v1 = t.version.load(Ordering::Acquire);
             if v1 & 1 == 1 {
-                std::hint::spin_loop();
+                crate::sync::spin();
                 continue;
             }
             let snap = Snap {
                 v0: t.v0.load(Ordering::Acquire),
                 s0: t.s0.load(Ordering::Acquire),
-                len0: t.len0.load(Ordering::Acquire),
-                s1: t.s1.load(Ordering::Acquire),
-                len1: t.len1.load(Ordering::Acquire),
+                cur_end: t.cur_end.load(Ordering::Acquire),
                 trigger: t.trigger.load(Ordering::Acquire),
             };
             // The Acquire loads above cannot move below this one, so an unchanged version
@@ -357,35 +350,88 @@ impl SegmentBuffer {
         }
     }
 
-    /// Publishes a new table; callers hold the slow lock, so there is one writer.
-    fn publish(&self, snap: Snap) {
+    /// Publishes the segment in use; callers hold the slow lock, so there is one writer.
+    fn publish(&self, slow: &Slow) {
+        let (v0, s0, cur_end) = match slow.held.front() {
+            Some(p) => (p.v, p.seg.start, p.v_end()),
+            None => (slow.end, 0, slow.end),
+        };
+        let newest_len = slow.held.back().map_or(0, |p| p.v_end() - slow.newest);
+        let trigger =
+            slow.newest + ((newest_len as f64 * self.config.refill_threshold).ceil() as u64).max(1);
         let t = &self.table;
         let v = t.version.load(Ordering::Relaxed);
         t.version.store(v + 1, Ordering::Release);
-        t.v0.store(snap.v0, Ordering::Release);
-        t.s0.store(snap.s0, Ordering::Release);
-        t.len0.store(snap.len0, Ordering::Release);
-        t.s1.store(snap.s1, Ordering::Release);
-        t.len1.store(snap.len1, Ordering::Release);
-        t.trigger.store(snap.trigger, Ordering::Release);
+        t.v0.store(v0, Ordering::Release);
+        t.s0.store(s0, Ordering::Release);
+        t.cur_end.store(cur_end, Ordering::Release);
+        t.trigger.store(trigger, Ordering::Release);
         t.version.store(v + 2, Ordering::Release);
     }
 
-    /// Takes `n` IDs if the buffer holds them; never blocks, never takes part of a request.
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Slow> {
+        self.slow.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this take crossed the threshold and is the first to say so.
+    #[inline]
+    fn signal(&self, end: u64, trigger: u64) -> bool {
+        end >= trigger
+            && !self.refill_wanted.load(Ordering::Relaxed)
+            && !self.refill_wanted.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes `n` IDs if the buffer holds them; never blocks on I/O, never takes part of a
+    /// request. Requests within the segment in use take one compare-and-swap; a request that
+    /// spans segments is served under the slow lock.
     #[inline]
     pub fn try_take(&self, n: u64) -> Result<Taken, SegmentError> {
         let snap = self.snapshot();
+        let mut v = self.taken.0.load(Ordering::Acquire);
+        // v >= snap.v0 always: the segment in use only moves on once the cursor passed it.
+        while v != CLOSED && v + n <= snap.cur_end {
+            match self
+                .taken
+                .0
+                .compare_exchange_weak(v, v + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    let start = snap.s0 + (v - snap.v0);
+                    return Ok(Taken {
+                        first: Segment {
+                            start,
+                            end: start + n,
+                        },
+                        rest: Vec::new(),
+                        refill: self.signal(v + n, snap.trigger),
+                    });
+                }
+                Err(actual) => {
+                    crate::sync::spin();
+                    v = actual;
+                }
+            }
+        }
+        if v == CLOSED {
+            return Err(SegmentError::Closed);
+        }
+        self.take_slow(n)
+    }
+
+    /// A request that does not fit the segment in use. Under the lock the held segments cannot
+    /// change and lock-free takers cannot pass the current end, so the mapping is stable.
+    fn take_slow(&self, n: u64) -> Result<Taken, SegmentError> {
+        let mut slow = self.lock();
         let mut v = self.taken.0.load(Ordering::Acquire);
         loop {
             if v == CLOSED {
                 return Err(SegmentError::Closed);
             }
-            // v >= snap.v0 always: the current segment only moves on once the cursor passed it.
-            let end = snap.end();
-            if v + n > end {
+            if v + n > slow.end {
+                self.promote(&mut slow, v);
                 return Err(SegmentError::Short {
                     wanted: n,
-                    available: end.saturating_sub(v),
+                    available: slow.end.saturating_sub(v),
                 });
             }
             match self
@@ -393,34 +439,38 @@ impl SegmentBuffer {
                 .0
                 .compare_exchange_weak(v, v + n, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => {
-                    let (first, second) = snap.map(v, n);
-                    let refill = v + n >= snap.trigger
-                        && !self.refill_wanted.load(Ordering::Relaxed)
-                        && !self.refill_wanted.swap(true, Ordering::AcqRel);
-                    return Ok(Taken {
-                        first,
-                        second,
-                        refill,
-                    });
-                }
-                Err(actual) => {
-                    std::hint::spin_loop();
-                    v = actual;
-                }
+                Ok(_) => break,
+                Err(actual) => v = actual,
             }
+        }
+        let mut taken = slow.map(v, n);
+        let trigger = self.table.trigger.load(Ordering::Acquire);
+        taken.refill = self.signal(v + n, trigger);
+        self.promote(&mut slow, v + n);
+        Ok(taken)
+    }
+
+    /// Drops segments the cursor has passed, so the next one becomes the segment in use.
+    fn promote(&self, slow: &mut Slow, cursor: u64) {
+        let mut changed = false;
+        while slow.held.len() > 1 && slow.held[0].v_end() <= cursor {
+            slow.held.pop_front();
+            changed = true;
+        }
+        if changed {
+            self.publish(slow);
         }
     }
 
-    /// Whether a refill is due now: the buffer lacks `wanted` IDs or crossed the threshold,
-    /// with no next segment loaded. Returns the step to claim and marks the refill in flight;
-    /// answer with [`install`](Self::install) or [`refill_failed`](Self::refill_failed).
+    /// Whether a refill is due now: the cursor is past the threshold of the newest segment,
+    /// or fewer than `wanted` IDs are held. Returns the step to claim and marks the refill in
+    /// flight; answer with [`install`](Self::install) or [`refill_failed`](Self::refill_failed).
     pub fn plan_refill(&self, wanted: u64, now_ms: u64) -> Option<RefillPlan> {
-        let mut slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slow = self.lock();
         if slow.in_flight {
             return None;
         }
-        let held = self.due(wanted)?;
+        let held = self.due(&slow, wanted)?;
         slow.in_flight = true;
         self.adapt(&mut slow, now_ms);
         // A request bigger than a step still gets one claim that covers it.
@@ -430,62 +480,53 @@ impl SegmentBuffer {
 
     /// Whether a refill is due (see [`plan_refill`](Self::plan_refill)), without planning one.
     pub fn refill_due(&self, wanted: u64) -> bool {
-        self.due(wanted).is_some()
+        let slow = self.lock();
+        self.due(&slow, wanted).is_some()
     }
 
-    /// `Some(IDs held)` when a refill is due: no next segment, and the threshold crossed or
-    /// fewer than `wanted` IDs held.
-    fn due(&self, wanted: u64) -> Option<u64> {
-        let snap = self.snapshot();
+    /// `Some(IDs held)` when a refill is due.
+    fn due(&self, slow: &Slow, wanted: u64) -> Option<u64> {
         let v = self.taken.0.load(Ordering::Acquire);
         if v == CLOSED {
             return None;
         }
-        let held = snap.end().saturating_sub(v);
-        (snap.len1 == 0 && (v >= snap.trigger || held < wanted.max(1))).then_some(held)
+        let held = slow.end.saturating_sub(v);
+        let trigger = self.table.trigger.load(Ordering::Acquire);
+        (v >= trigger || held < wanted.max(1)).then_some(held)
     }
 
-    /// Installs a segment the database returned. ID 0 is never issued: a segment starting at
-    /// 0 starts at 1.
+    /// Installs a segment the database returned. A segment that continues the newest one
+    /// merges into it, so one node's consecutive claims give unbroken runs. ID 0 is never
+    /// issued: a segment starting at 0 starts at 1.
     pub fn install(&self, segment: Segment) {
-        let mut slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slow = self.lock();
         slow.in_flight = false;
         slow.last_error = None;
         slow.refills += 1;
-
         let segment = Segment {
             start: segment.start.max(1),
             end: segment.end.max(1),
         };
-        let mut snap = self.snapshot();
         let v = self.taken.0.load(Ordering::Acquire);
-        if v == CLOSED {
+        if v == CLOSED || segment.is_empty() {
             return;
         }
-        // The current segment is used up: promote the next (if any) before adding.
-        if v >= snap.v0 + snap.len0 && snap.len1 > 0 {
-            Self::promote(&mut snap);
+        // Segments the cursor has passed are gone for good.
+        while slow.held.front().is_some_and(|p| p.v_end() <= v) {
+            slow.held.pop_front();
         }
-        if v >= snap.v0 + snap.len0 && snap.len1 == 0 {
-            // Nothing left at all: the new segment becomes current, at the cursor.
-            snap.v0 += snap.len0;
-            snap.s0 = segment.start;
-            snap.len0 = segment.len();
-        } else {
-            snap.s1 = segment.start;
-            snap.len1 = segment.len();
+        let at = slow.end;
+        match slow.held.back_mut() {
+            Some(last) if last.seg.end == segment.start => last.seg.end = segment.end,
+            _ => slow.held.push_back(Placed {
+                v: at,
+                seg: segment,
+            }),
         }
-        snap.trigger = self.trigger_of(&snap);
-        self.publish(snap);
+        slow.newest = at;
+        slow.end = at + segment.len();
+        self.publish(&slow);
         self.refill_wanted.store(false, Ordering::Release);
-    }
-
-    /// Moves the next segment into the current slot (the current one is used up).
-    fn promote(snap: &mut Snap) {
-        snap.v0 += snap.len0;
-        snap.s0 = snap.s1;
-        snap.len0 = snap.len1;
-        snap.len1 = 0;
     }
 
     /// Leaf's adaptive step: segments fetched less than the target lifetime apart double the
@@ -503,92 +544,63 @@ impl SegmentBuffer {
         slow.last_plan_ms = Some(now_ms);
     }
 
-    /// Makes a used-up current segment give way to a loaded next one; call when
-    /// [`try_take`](Self::try_take) was short, before waiting for a refill.
+    /// Lets a used-up segment give way to the next one; harmless to call any time.
     pub fn advance(&self) {
-        let _slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
-        let mut snap = self.snapshot();
+        let mut slow = self.lock();
         let v = self.taken.0.load(Ordering::Acquire);
-        if v != CLOSED && v >= snap.v0 + snap.len0 && snap.len1 > 0 {
-            Self::promote(&mut snap);
-            snap.trigger = self.trigger_of(&snap);
-            self.publish(snap);
+        if v != CLOSED {
+            self.promote(&mut slow, v);
         }
-    }
-
-    /// Virtual position at which the current segment's threshold is crossed (never while the
-    /// next segment is loaded).
-    fn trigger_of(&self, snap: &Snap) -> u64 {
-        if snap.len1 > 0 {
-            return u64::MAX;
-        }
-        snap.v0 + ((snap.len0 as f64 * self.config.refill_threshold).ceil() as u64).max(1)
     }
 
     /// Records a failed refill; the next [`plan_refill`](Self::plan_refill) tries again.
     pub fn refill_failed(&self, error: impl Into<String>) {
-        let mut slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slow = self.lock();
         slow.in_flight = false;
         slow.last_error = Some(error.into());
     }
 
     /// Sets the step of the next claim (admin), within the configured bounds.
     pub fn set_step(&self, step: u64) {
-        let mut slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
-        slow.step = step.clamp(self.config.min_step, self.config.max_step);
+        self.lock().step = step.clamp(self.config.min_step, self.config.max_step);
     }
 
     /// Current state for health and metrics.
     pub fn state(&self) -> SegmentState {
-        let slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
-        let snap = self.snapshot();
+        let slow = self.lock();
         let v = self.taken.0.load(Ordering::Acquire);
         let remaining = if v == CLOSED {
             0
         } else {
-            snap.end().saturating_sub(v)
+            slow.end.saturating_sub(v)
         };
         SegmentState {
             remaining,
-            next_ready: snap.len1 > 0,
+            next_ready: v != CLOSED && v < slow.newest,
             step: slow.step,
             refills: slow.refills,
             last_error: slow.last_error.clone(),
-            current: (snap.len0 > 0).then_some(Segment {
-                start: snap.s0,
-                end: snap.s0 + snap.len0,
-            }),
+            current: slow.held.front().map(|p| p.seg),
         }
     }
 
-    /// Stops handing out IDs and says which unissued tail can go back to the database: the
-    /// range from the first unissued ID to the end of the last claimed segment, when that is
-    /// one unbroken range.
+    /// Stops handing out IDs and says which unissued tail can go back to the database: from
+    /// the first unissued ID to the end of the last claimed segment, when that is one unbroken
+    /// range; otherwise the last segment whole, if none of it was issued.
     pub fn close(&self) -> Option<HandBack> {
-        let _slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+        let slow = self.lock();
         let v = self.taken.0.swap(CLOSED, Ordering::AcqRel);
         if v == CLOSED {
             return None;
         }
-        let snap = self.snapshot();
-        let cur_end_v = snap.v0 + snap.len0;
-        let cur_end = snap.s0 + snap.len0;
-        let (last_end, first_unissued) = if snap.len1 > 0 {
-            let next_end = snap.s1 + snap.len1;
-            if v >= cur_end_v {
-                (next_end, snap.s1 + (v - cur_end_v))
-            } else if cur_end == snap.s1 {
-                (next_end, snap.s0 + (v - snap.v0))
-            } else {
-                (next_end, snap.s1) // the current tail is not adjacent: only the next goes back
-            }
-        } else if snap.len0 > 0 && v < cur_end_v {
-            (cur_end, snap.s0 + (v - snap.v0))
+        let last = slow.held.back()?;
+        let first_unissued = if v >= last.v {
+            last.seg.start + (v - last.v)
         } else {
-            return None;
+            last.seg.start
         };
-        (first_unissued < last_end).then_some(HandBack {
-            expected_max_id: last_end,
+        (first_unissued < last.seg.end).then_some(HandBack {
+            expected_max_id: last.seg.end,
             new_max_id: first_unissued,
         })
     }
@@ -642,7 +654,7 @@ mod tests {
         // 89 left in the current segment; a batch of 100 takes them and 11 from the next.
         let t = b.try_take(100).unwrap();
         assert_eq!(t.first, seg(1011, 1100));
-        assert_eq!(t.second, Some(seg(5000, 5011)));
+        assert_eq!(t.rest, [seg(5000, 5011)]);
         assert_eq!(t.iter().count(), 100);
     }
 
@@ -655,7 +667,7 @@ mod tests {
         b.plan_refill(1, 0).unwrap();
         b.install(seg(20, 30));
         let t = b.try_take(10).unwrap();
-        assert_eq!((t.first, t.second), (seg(15, 25), None));
+        assert_eq!((t.first, t.rest.len()), (seg(15, 25), 0));
     }
 
     #[test]

@@ -89,42 +89,60 @@ fn shutdown_racing_a_reservation_never_leaves_an_id_above_the_mark() {
 }
 
 #[test]
-fn segment_takers_racing_a_refill_get_disjoint_ids() {
+fn segment_takers_on_the_lock_free_path_get_disjoint_ids() {
+    use floe_core::{Segment, SegmentBuffer, SegmentConfig};
+    loom::model(|| {
+        let b = Arc::new(SegmentBuffer::new(4, SegmentConfig::default()).unwrap());
+        b.plan_refill(1, 0).unwrap();
+        b.install(Segment { start: 10, end: 14 });
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.try_take(2).unwrap().iter().collect::<Vec<u64>>());
+        let mine: Vec<u64> = b.try_take(2).unwrap().iter().collect();
+        let mut all = t.join().unwrap();
+        all.extend(mine);
+        all.sort_unstable();
+        assert_eq!(all, [10, 11, 12, 13]);
+    });
+}
+
+#[test]
+fn a_segment_taker_racing_an_install_never_duplicates() {
     use floe_core::{Segment, SegmentBuffer, SegmentConfig, SegmentError};
     loom::model(|| {
         let b = Arc::new(SegmentBuffer::new(2, SegmentConfig::default()).unwrap());
         b.plan_refill(1, 0).unwrap();
         b.install(Segment { start: 10, end: 12 });
-        let takers: Vec<_> = (0..2)
-            .map(|_| {
-                let b = b.clone();
-                thread::spawn(move || {
-                    let mut got = Vec::new();
-                    for _ in 0..2 {
-                        match b.try_take(1) {
-                            Ok(t) => got.extend(t.iter()),
-                            Err(SegmentError::Short { .. }) => {}
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                    got
-                })
-            })
-            .collect();
-        // The refiller installs a non-adjacent next segment and promotes it while takers run.
-        if b.plan_refill(1, 0).is_some() {
+        let b2 = b.clone();
+        // Takes across the end of the first segment, into the second once it is installed.
+        let t = thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                match b2.try_take(1) {
+                    Ok(t) => got.extend(t.iter()),
+                    Err(SegmentError::Short { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            got
+        });
+        // A non-adjacent next segment: the taker must switch mappings, never mix them.
+        if b.plan_refill(3, 0).is_some() {
             b.install(Segment { start: 20, end: 22 });
         }
         b.advance();
-        let mut all: Vec<u64> = takers.into_iter().flat_map(|t| t.join().unwrap()).collect();
-        let n = all.len();
-        all.sort_unstable();
-        all.dedup();
-        assert_eq!(all.len(), n, "duplicate IDs");
+        let got = t.join().unwrap();
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
         assert!(
-            all.iter()
-                .all(|id| (10..12).contains(id) || (20..22).contains(id)),
-            "{all:?}"
+            got.iter().all(|id| [10, 11, 20, 21].contains(id)),
+            "{got:?}"
+        );
+        let rest: Vec<u64> = match b.try_take(1) {
+            Ok(t) => t.iter().collect(),
+            Err(_) => Vec::new(),
+        };
+        assert!(
+            rest.iter().all(|id| !got.contains(id)),
+            "{got:?} then {rest:?}"
         );
     });
 }

@@ -86,7 +86,12 @@ async fn create_tag(addr: SocketAddr, tag: &str, start: u64, step: u64) {
 }
 
 /// One v2 segment request on `conn`; the reply, checked to echo `req_id`.
-async fn v2_segment(conn: &mut tokio::net::TcpStream, req_id: u32, count: u32, tag: &str) -> V2Reply {
+async fn v2_segment(
+    conn: &mut tokio::net::TcpStream,
+    req_id: u32,
+    count: u32,
+    tag: &str,
+) -> V2Reply {
     conn.write_all(&v2_request(2, req_id, count, tag.as_bytes()))
         .await
         .unwrap();
@@ -109,15 +114,17 @@ fn json_ids(v: &Value) -> Vec<u64> {
 }
 
 fn join(ids: &[u64]) -> String {
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// One ID of `tag` through each single-ID route in turn (`i` picks the route), asserting the
 /// route's exact success body; `Err(description)` when the route answered an error.
-async fn one_id(s: SocketAddr, tcp: &mut tokio::net::TcpStream, tag: &str, i: usize) -> Result<u64, String> {
+async fn one_id(
+    s: SocketAddr,
+    tcp: &mut tokio::net::TcpStream,
+    tag: &str,
+    i: usize,
+) -> Result<u64, String> {
     match i % 5 {
         0 => {
             let r = v2_segment(tcp, i as u32, 1, tag).await;
@@ -133,7 +140,10 @@ async fn one_id(s: SocketAddr, tcp: &mut tokio::net::TcpStream, tag: &str, i: us
                 return Err(format!("/v1/segment {}: {}", r.status, r.body));
             }
             let ids = json_ids(&r.json()["ids"]);
-            assert_eq!(r.body, format!(r#"{{"tag":"{tag}","ids":[{}]}}"#, join(&ids)));
+            assert_eq!(
+                r.body,
+                format!(r#"{{"tag":"{tag}","ids":[{}]}}"#, join(&ids))
+            );
             assert_eq!(ids.len(), 1);
             Ok(ids[0])
         }
@@ -143,7 +153,10 @@ async fn one_id(s: SocketAddr, tcp: &mut tokio::net::TcpStream, tag: &str, i: us
                 return Err(format!("/alloc {}: {}", r.status, r.body));
             }
             let id = r.json()["id"].as_u64().unwrap();
-            assert_eq!(r.body, format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#));
+            assert_eq!(
+                r.body,
+                format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#)
+            );
             Ok(id)
         }
         3 => {
@@ -153,7 +166,10 @@ async fn one_id(s: SocketAddr, tcp: &mut tokio::net::TcpStream, tag: &str, i: us
                 return Err(format!("/api/v1/id: {}", r.body));
             }
             let id = r.json()["data"].as_u64().unwrap();
-            assert_eq!(r.body, format!(r#"{{"code":0,"msg":"success","data":{id}}}"#));
+            assert_eq!(
+                r.body,
+                format!(r#"{{"code":0,"msg":"success","data":{id}}}"#)
+            );
             Ok(id)
         }
         _ => {
@@ -166,7 +182,9 @@ async fn one_id(s: SocketAddr, tcp: &mut tokio::net::TcpStream, tag: &str, i: us
                 "{:?}",
                 r.headers
             );
-            Ok(r.body.parse().unwrap_or_else(|_| panic!("not an ID: {:?}", r.body)))
+            Ok(r.body
+                .parse()
+                .unwrap_or_else(|_| panic!("not an ID: {:?}", r.body)))
         }
     }
 }
@@ -221,9 +239,16 @@ async fn every_route_serves_one_tag_unique_and_increasing() {
     frame.extend_from_slice(b"orders");
     tcp.write_all(&frame).await.unwrap();
     let head = read_n(&mut tcp, 10).await;
-    assert_eq!(head, [0xF1, 0, 0, 0, 0, 0x2A, 0, 0, 0x03, 0xE8], "ok, req 42, 1000 IDs");
+    assert_eq!(
+        head,
+        [0xF1, 0, 0, 0, 0, 0x2A, 0, 0, 0x03, 0xE8],
+        "ok, req 42, 1000 IDs"
+    );
     let batch = ids(&read_n(&mut tcp, 8000).await);
-    assert_eq!(batch[0], 1, "ID 0 is never issued; the first is the tag's start");
+    assert_eq!(
+        batch[0], 1,
+        "ID 0 is never issued; the first is the tag's start"
+    );
     for (i, id) in batch.iter().enumerate() {
         assert_eq!(*id, 1 + i as u64, "a v2 batch is contiguous");
     }
@@ -234,7 +259,10 @@ async fn every_route_serves_one_tag_unique_and_increasing() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/json"));
     let got = json_ids(&r.json()["ids"]);
-    assert_eq!(r.body, format!(r#"{{"tag":"orders","ids":[{}]}}"#, join(&got)));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"tag":"orders","ids":[{}]}}"#, join(&got))
+    );
     assert_eq!(got.len(), 5);
     all.extend(&got);
     let r = get(s.http, "/v1/segment/orders?count=3&format=string").await;
@@ -254,26 +282,43 @@ async fn every_route_serves_one_tag_unique_and_increasing() {
     let r = get(s.http, "/alloc?app_tag=orders").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = r.json()["id"].as_u64().unwrap();
-    assert_eq!(r.body, format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#)
+    );
     all.push(id);
     let r = get(s.http, "/health?app_tag=orders").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let left = r.json()["left"].as_u64().unwrap();
-    assert_eq!(r.body, format!(r#"{{"resp_code":0,"msg":"success","left":{left}}}"#));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"resp_code":0,"msg":"success","left":{left}}}"#)
+    );
     // [1, 1001) then, fetched at once after it, a doubled step (Leaf's adaptive step): [1001, 3001).
-    assert_eq!(left, 3000 - all.len() as u64, "IDs buffered after {}", all.len());
+    assert_eq!(
+        left,
+        3000 - all.len() as u64,
+        "IDs buffered after {}",
+        all.len()
+    );
 
     // FeatherID.
     let r = get(s.http, "/api/v1/id?biz_tag=orders").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = r.json()["data"].as_u64().unwrap();
-    assert_eq!(r.body, format!(r#"{{"code":0,"msg":"success","data":{id}}}"#));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"code":0,"msg":"success","data":{id}}}"#)
+    );
     all.push(id);
     let r = get(s.http, "/api/v1/id/batch?biz_tag=orders&count=7").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let got = json_ids(&r.json()["data"]);
     assert_eq!(got.len(), 7);
-    assert_eq!(r.body, format!(r#"{{"code":0,"msg":"success","data":[{}]}}"#, join(&got)));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"code":0,"msg":"success","data":[{}]}}"#, join(&got))
+    );
     all.extend(&got);
     let r = get(s.http, "/api/v1/id/batch?biz_tag=orders&count=1000").await;
     let got = json_ids(&r.json()["data"]);
@@ -316,24 +361,41 @@ async fn bad_parameters_get_the_documented_errors() {
     let r = v2_segment(&mut tcp, 12, 1, "nope").await;
     assert_eq!((r.status, r.message.as_str()), (2, "unknown tag `nope`"));
     let r = v2_segment(&mut tcp, 13, 0, "orders").await;
-    assert_eq!((r.status, r.message.as_str()), (1, "count must be 1..=100000"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (1, "count must be 1..=100000")
+    );
     let r = v2_segment(&mut tcp, 14, 100_001, "orders").await;
     assert_eq!(r.status, 4, "over max_count: {r:?}");
-    assert!(r.message.contains("100001") && r.message.contains("100000"), "{}", r.message);
+    assert!(
+        r.message.contains("100001") && r.message.contains("100000"),
+        "{}",
+        r.message
+    );
     let r = v2_segment(&mut tcp, 15, 100_001, "nope").await;
     assert_eq!(r.status, 4, "the count is checked before the tag: {r:?}");
-    tcp.write_all(&v2_request(2, 16, 1, &[0xFF, 0xFE])).await.unwrap();
+    tcp.write_all(&v2_request(2, 16, 1, &[0xFF, 0xFE]))
+        .await
+        .unwrap();
     let r = read_v2(&mut tcp).await;
     assert_eq!((r.status, r.req_id), (1, 16), "non-UTF-8 tag: {r:?}");
     let r = v2_segment(&mut tcp, 17, 3, "orders").await;
-    assert_eq!((r.status, r.ids.clone()), (0, vec![1, 2, 3]), "{}", r.message);
+    assert_eq!(
+        (r.status, r.ids.clone()),
+        (0, vec![1, 2, 3]),
+        "{}",
+        r.message
+    );
 
     // Native.
     let r = get(h, "/v1/segment/nope").await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body, error_body("unknown_tag", "unknown tag `nope`"));
     let r = get(h, "/v1/segment/nope?count=2").await;
-    assert_eq!((r.status, r.body.clone()), (404, error_body("unknown_tag", "unknown tag `nope`")));
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (404, error_body("unknown_tag", "unknown tag `nope`"))
+    );
     for bad in ["0", "-1", "abc", "100001", "", "1.5", "99999999999"] {
         let r = get(h, &format!("/v1/segment/orders?count={bad}")).await;
         assert_eq!(r.status, 400, "count={bad}: {}", r.body);
@@ -350,31 +412,48 @@ async fn bad_parameters_get_the_documented_errors() {
     assert_eq!(r.status, 400);
     assert_eq!(
         r.body,
-        error_body("bad_request", "format must be one of number, string, got \"xml\"")
+        error_body(
+            "bad_request",
+            "format must be one of number, string, got \"xml\""
+        )
     );
     let r = get(h, "/v1/segment/").await;
     assert_eq!(r.status, 404, "no tag, no route: {}", r.body);
     assert_eq!(r.json()["error"]["code"], "not_found");
-    let r = http(h, "POST", "/v1/segment/orders", &[], "").await.unwrap();
+    let r = http(h, "POST", "/v1/segment/orders", &[], "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 405, "{}", r.body);
 
     // Distributed ID Generator: HTTP 500, resp_code -1, id/left 0.
     for path in ["/alloc", "/alloc?app_tag=", "/alloc?biz_tag=orders"] {
         let r = get(h, path).await;
         assert_eq!(r.status, 500, "{path}");
-        assert_eq!(r.body, r#"{"resp_code":-1,"msg":"app_tag is required","id":0}"#, "{path}");
+        assert_eq!(
+            r.body, r#"{"resp_code":-1,"msg":"app_tag is required","id":0}"#,
+            "{path}"
+        );
     }
     let r = get(h, "/alloc?app_tag=nope").await;
     assert_eq!(r.status, 500);
-    assert_eq!(r.body, r#"{"resp_code":-1,"msg":"unknown tag `nope`","id":0}"#);
+    assert_eq!(
+        r.body,
+        r#"{"resp_code":-1,"msg":"unknown tag `nope`","id":0}"#
+    );
     for path in ["/health", "/health?app_tag="] {
         let r = get(h, path).await;
         assert_eq!(r.status, 500, "{path}");
-        assert_eq!(r.body, r#"{"resp_code":-1,"msg":"app_tag is required","left":0}"#, "{path}");
+        assert_eq!(
+            r.body, r#"{"resp_code":-1,"msg":"app_tag is required","left":0}"#,
+            "{path}"
+        );
     }
     let r = get(h, "/health?app_tag=nope").await;
     assert_eq!(r.status, 500);
-    assert_eq!(r.body, r#"{"resp_code":-1,"msg":"unknown tag `nope`","left":0}"#);
+    assert_eq!(
+        r.body,
+        r#"{"resp_code":-1,"msg":"unknown tag `nope`","left":0}"#
+    );
 
     // FeatherID: always HTTP 200; code 1 missing tag, 2 segment failure, 3 bad count.
     for path in [
@@ -385,12 +464,21 @@ async fn bad_parameters_get_the_documented_errors() {
     ] {
         let r = get(h, path).await;
         assert_eq!(r.status, 200, "{path}");
-        assert_eq!(r.body, r#"{"code":1,"msg":"biz_tag is required","data":null}"#, "{path}");
+        assert_eq!(
+            r.body, r#"{"code":1,"msg":"biz_tag is required","data":null}"#,
+            "{path}"
+        );
     }
-    for path in ["/api/v1/id?biz_tag=nope", "/api/v1/id/batch?biz_tag=nope&count=5"] {
+    for path in [
+        "/api/v1/id?biz_tag=nope",
+        "/api/v1/id/batch?biz_tag=nope&count=5",
+    ] {
         let r = get(h, path).await;
         assert_eq!(r.status, 200, "{path}");
-        assert_eq!(r.body, r#"{"code":2,"msg":"unknown tag `nope`","data":null}"#, "{path}");
+        assert_eq!(
+            r.body, r#"{"code":2,"msg":"unknown tag `nope`","data":null}"#,
+            "{path}"
+        );
     }
     for bad in ["0", "-1", "abc", "1001", "", "99999999999"] {
         let r = get(h, &format!("/api/v1/id/batch?biz_tag=orders&count={bad}")).await;
@@ -431,11 +519,20 @@ async fn bad_parameters_get_the_documented_errors() {
             )
         );
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
-        let r = http(h, method, path, &[("Authorization", "Bearer not-the-token")], body)
-            .await
-            .unwrap();
+        let r = http(
+            h,
+            method,
+            path,
+            &[("Authorization", "Bearer not-the-token")],
+            body,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 401, "{method} {path} with a wrong token");
-        assert_eq!(r.body, error_body("unauthorized", "the bearer token is wrong"));
+        assert_eq!(
+            r.body,
+            error_body("unauthorized", "the bearer token is wrong")
+        );
     }
     let r = get(h, "/admin/tags").await;
     assert_eq!(r.status, 401);
@@ -443,9 +540,18 @@ async fn bad_parameters_get_the_documented_errors() {
     assert_eq!(get(h, "/alloc?app_tag=x").await.status, 500);
 
     // Admin: duplicate, unknown, bad bodies, bad values.
-    let r = admin(h, "POST", "/admin/tags", r#"{"tag":"orders","start":5,"step":10}"#).await;
+    let r = admin(
+        h,
+        "POST",
+        "/admin/tags",
+        r#"{"tag":"orders","start":5,"step":10}"#,
+    )
+    .await;
     assert_eq!(r.status, 409);
-    assert_eq!(r.body, error_body("tag_exists", "tag `orders` exists already"));
+    assert_eq!(
+        r.body,
+        error_body("tag_exists", "tag `orders` exists already")
+    );
     let r = admin(h, "PUT", "/admin/tags/nope", r#"{"step":10}"#).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body, error_body("unknown_tag", "unknown tag `nope`"));
@@ -508,15 +614,11 @@ async fn bad_parameters_get_the_documented_errors() {
     assert_eq!(r.json(), json!({"tag":"defaults","max_id":1,"step":1000}));
     let r = admin(h, "GET", "/admin/tags", "").await;
     assert_eq!(r.status, 200);
-    let names: Vec<&str> = r.json()["tags"]
+    let names: Vec<String> = r.json()["tags"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["tag"].as_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .leak()
-        .iter()
-        .map(String::as_str)
         .collect();
     assert_eq!(names, ["defaults", "orders"], "{}", r.body);
 
@@ -570,8 +672,15 @@ async fn unknown_tags_keep_no_memory() {
                 let mut body = vec![0u8; len];
                 rd.read_exact(&mut body).await.unwrap();
                 let req_id = u32::from_be_bytes(head[2..6].try_into().unwrap());
-                assert_eq!((head[0], head[1], req_id), (0xF1, 2, i), "unknown tag, in order");
-                assert_eq!(String::from_utf8(body).unwrap(), format!("unknown tag `{}`", tag(i)));
+                assert_eq!(
+                    (head[0], head[1], req_id),
+                    (0xF1, 2, i),
+                    "unknown tag, in order"
+                );
+                assert_eq!(
+                    String::from_utf8(body).unwrap(),
+                    format!("unknown tag `{}`", tag(i))
+                );
             }
             writer.await.unwrap()
         }));
@@ -594,19 +703,20 @@ async fn unknown_tags_keep_no_memory() {
     let mut tcp = connect(s.tcp).await;
     let r = v2_segment(&mut tcp, 1, 10, &real).await;
     assert_eq!((r.status, r.ids.len()), (0, 10), "{}", r.message);
+    let gauge = format!("floe_segment_remaining{{tag=\"{real}\"}}");
     let deadline = Instant::now() + Duration::from_secs(5);
     let metrics = loop {
         let m = get(s.http, "/metrics").await.body;
-        if m.contains(&format!("tag=\"{real}\"")) || Instant::now() > deadline {
+        if m.contains(&gauge) || Instant::now() > deadline {
             break m;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert!(metrics.contains(&gauge), "the served tag has its gauges");
     assert!(
-        metrics.contains(&format!("floe_segment_remaining{{tag=\"{real}\"}}")),
-        "the served tag has its gauges"
+        !metrics.contains(&ghost),
+        "no state was kept for an unknown tag"
     );
-    assert!(!metrics.contains(&ghost), "no state was kept for an unknown tag");
 
     // Still healthy.
     let r = get(s.http, "/readyz").await;
@@ -614,6 +724,40 @@ async fn unknown_tags_keep_no_memory() {
     let r = get(s.http, &format!("/alloc?app_tag={real}")).await;
     assert_eq!(r.body, r#"{"resp_code":0,"msg":"success","id":11}"#);
     eprintln!("100,000 unknown tags over v2 in {elapsed:?}");
+    s.stop().await.0.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_segment_is_fetched_before_the_buffer_runs_dry() {
+    // A fixed step (min = max), so the buffer's size is exact: the current segment's rest plus,
+    // once 10% of it is used (segment.refill_threshold), the whole next one.
+    let s = TestServer::start(seg_config("min_step = 100\nmax_step = 100\n")).await;
+    wait_segment_ready(s.http).await;
+    create_tag(s.http, "orders", 1, 100).await;
+    let mut tcp = connect(s.tcp).await;
+    let mut all = Vec::new();
+    // 20 of the first segment, then 100 at a time: each time 20 of a fresh segment are used,
+    // so the one after it must be fetched in the background and 80 + 100 IDs be held.
+    for (round, n) in [20, 100, 100, 100, 100].into_iter().enumerate() {
+        let r = v2_segment(&mut tcp, round as u32, n, "orders").await;
+        assert_eq!(r.status, 0, "{}", r.message);
+        all.extend(r.ids);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let r = get(s.http, "/health?app_tag=orders").await;
+            if r.body == r#"{"resp_code":0,"msg":"success","left":180}"# {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {} IDs the next segment was not prefetched: {} (a request would now wait on the database)",
+                all.len(),
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(all, (1..=420).collect::<Vec<u64>>());
     s.stop().await.0.unwrap();
 }
 
@@ -642,7 +786,10 @@ async fn graceful_restart_continues_after_the_last_id() {
     result.unwrap();
     // The unused rest went back: the row now ends right after the last ID issued.
     let url = format!("sqlite:{}", dir.path().join("floe.db").display());
-    assert_eq!(max_id(&url, "floe_segments", "biz_tag", "orders").await, last + 1);
+    assert_eq!(
+        max_id(&url, "floe_segments", "biz_tag", "orders").await,
+        last + 1
+    );
 
     let s = TestServer::start_in(config, dir).await;
     let r = get(s.http, "/alloc?app_tag=orders").await;
@@ -652,8 +799,52 @@ async fn graceful_restart_continues_after_the_last_id() {
     let r = v2_segment(&mut tcp, 4, 5000, "orders").await;
     assert_eq!(r.status, 0, "{}", r.message);
     let want: Vec<u64> = (last + 2..last + 2 + 5000).collect();
-    assert_eq!(r.ids, want, "a batch larger than the step is one contiguous run");
+    assert_eq!(
+        r.ids, want,
+        "a batch larger than the step is one contiguous run"
+    );
     s.stop().await.0.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_in_flight_at_shutdown_is_handed_back_too() {
+    let pg = postgres_url();
+    let table = unique("seg_inflight");
+    let config = seg_config(&format!(
+        "url = \"{pg}\"\ntable = \"{table}\"\ncall_timeout = \"10s\"\n"
+    ));
+    let s = TestServer::start(config).await;
+    wait_segment_ready(s.http).await;
+    create_tag(s.http, "orders", 1, 1000).await;
+    let mut tcp = connect(s.tcp).await;
+    let r = v2_segment(&mut tcp, 1, 50, "orders").await;
+    assert_eq!(r.ids, (1..=50).collect::<Vec<u64>>(), "{}", r.message);
+
+    // Hold the tag's row, so the prefetch the next request starts is still running at the stop.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&pg).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "SELECT max_id FROM {table} WHERE biz_tag = 'orders' FOR UPDATE"
+    ))
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    let r = v2_segment(&mut tcp, 2, 51, "orders").await;
+    assert_eq!(r.ids, (51..=101).collect::<Vec<u64>>(), "{}", r.message);
+    drop(tcp);
+    let stopping = tokio::spawn(s.stop());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.commit().await.unwrap();
+    let (result, _dir) = tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .expect("stopped in time")
+        .unwrap();
+    result.unwrap();
+    pool.close().await;
+    // The claim landed during the stop; its range went back with the rest of the first one.
+    assert_eq!(max_id(&pg, &table, "biz_tag", "orders").await, 102);
+    drop_table(&pg, &table).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,7 +883,11 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
     let first_error = loop {
         let t = Instant::now();
         let got = one_id(s.http, &mut tcp, tag, i).await;
-        assert!(t.elapsed() < Duration::from_secs(3), "request {i} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "request {i} took {:?}",
+            t.elapsed()
+        );
         match got {
             Ok(id) => seen.push(id),
             Err(e) => break e,
@@ -700,7 +895,10 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
         i += 1;
         assert!(i <= 200, "the buffer should have run dry");
     };
-    assert_eq!(i, 180, "served {i} buffered IDs during the outage, then: {first_error}");
+    assert_eq!(
+        i, 180,
+        "served {i} buffered IDs during the outage, then: {first_error}"
+    );
 
     // Then every route answers its documented "unavailable", promptly, again and again.
     for round in 0..3 {
@@ -712,28 +910,58 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
         assert_eq!(r.status, 503, "{}", r.body);
         assert_eq!(r.json()["error"]["code"], "unavailable", "{}", r.body);
         let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
-        assert!(message.starts_with(&format!("segment store unavailable for tag `{tag}`")), "{message}");
+        assert!(
+            message.starts_with(&format!("segment store unavailable for tag `{tag}`")),
+            "{message}"
+        );
         let r = get(s.http, &format!("/alloc?app_tag={tag}")).await;
         assert_eq!(r.status, 500, "{}", r.body);
         assert_eq!(
             r.body,
-            json!({"resp_code": -1, "msg": message, "id": 0}).to_string().replace(
-                r#"{"id":0,"msg":"#,
-                r#"{"resp_code":-1,"msg":"#
-            ).replace(r#","resp_code":-1}"#, r#","id":0}"#),
-            "same message, Distributed ID Generator's shape"
+            format!(r#"{{"resp_code":-1,"msg":{},"id":0}}"#, json!(message)),
+            "the same message in the Distributed ID Generator's shape"
         );
-        assert!(r.body.starts_with(r#"{"resp_code":-1,"msg":"segment store unavailable"#));
+        assert!(r
+            .body
+            .starts_with(r#"{"resp_code":-1,"msg":"segment store unavailable"#));
         assert!(r.body.ends_with(r#"","id":0}"#));
         let r = get(s.http, &format!("/api/v1/id?biz_tag={tag}")).await;
-        assert_eq!((r.status, r.json()["code"].as_u64()), (200, Some(2)), "{}", r.body);
+        assert_eq!(
+            (r.status, r.json()["code"].as_u64()),
+            (200, Some(2)),
+            "{}",
+            r.body
+        );
         assert!(r.body.ends_with(r#"","data":null}"#));
         let r = get(s.http, &format!("/api/segment/get/{tag}")).await;
         assert_eq!(r.status, 503, "{}", r.body);
-        assert!(r.body.starts_with("segment store unavailable"), "{}", r.body);
+        assert!(
+            r.body.starts_with("segment store unavailable"),
+            "{}",
+            r.body
+        );
         let elapsed = t.elapsed();
-        assert!(elapsed < Duration::from_secs(3), "5 error replies took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "5 error replies took {elapsed:?}"
+        );
     }
+
+    // A tag this node has not served yet cannot be looked up: that is "unavailable" too, not
+    // "unknown tag" (which would tell clients the tag does not exist), and just as prompt.
+    let t = Instant::now();
+    let r = get(s.http, "/v1/segment/not_loaded_yet").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "unavailable", "{}", r.body);
+    let r = v2_segment(&mut tcp, 2000, 1, "not_loaded_yet").await;
+    assert_eq!(r.status, 3, "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    let r = admin(s.http, "GET", "/admin/tags", "").await;
+    assert_eq!(r.status, 503, "listing needs the database: {}", r.body);
 
     // The database comes back: service resumes by itself, no restart.
     proxy.heal();
@@ -742,13 +970,19 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
         match one_id(s.http, &mut tcp, tag, 0).await {
             Ok(id) => break id,
             Err(e) => {
-                assert!(healed.elapsed() < Duration::from_secs(5), "no recovery: {e}");
+                assert!(
+                    healed.elapsed() < Duration::from_secs(5),
+                    "no recovery: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     };
     let recovery = healed.elapsed();
-    assert!(recovery < Duration::from_millis(2500), "recovered after {recovery:?}");
+    assert!(
+        recovery < Duration::from_millis(2500),
+        "recovered after {recovery:?}"
+    );
     seen.push(id);
     // And keeps refilling: many more segments, every route.
     for i in 0..300 {
@@ -759,29 +993,67 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
     seen.extend(r.ids);
 
     assert_increasing(&seen);
-    assert_eq!(seen.iter().copied().collect::<HashSet<_>>().len(), seen.len());
-    assert_eq!(&seen[..200], (1..=200).collect::<Vec<u64>>(), "the buffer held [1, 201)");
+    assert_eq!(
+        seen.iter().copied().collect::<HashSet<_>>().len(),
+        seen.len()
+    );
+    assert_eq!(
+        &seen[..200],
+        (1..=200).collect::<Vec<u64>>(),
+        "the buffer held [1, 201)"
+    );
     eprintln!("outage: recovered {recovery:?} after heal");
     s.stop().await.0.unwrap();
     drop(proxy);
     drop_table(&pg, &table).await;
 }
 
-/// Starts a server on another system's own table (MariaDB), serves `tag` through `route`
-/// (which must return IDs starting at 1), stops it, and checks the rest was handed back.
-async fn foreign_table(schema: &str, ddl: &str, rows: &str, table: &str, tag_column: &str, tag: &str, route: &str) {
+/// Another system's table on MariaDB and how its own route answers.
+struct Foreign<'a> {
+    /// `segment.schema`.
+    schema: &'a str,
+    /// The system's DDL, with `TABLE_NAME` for the table.
+    ddl: &'a str,
+    /// Its sample rows.
+    rows: &'a str,
+    /// The tag column.
+    tag_column: &'a str,
+    /// A tag of the sample rows.
+    tag: &'a str,
+    /// The system's route, with `TAG`.
+    route: &'a str,
+    /// Its success body, with `ID`.
+    body: &'a str,
+}
+
+/// Starts a server on another system's own table (MariaDB), serves the tag through the
+/// system's route (IDs 1, 2, 3…), stops it, and checks the unused rest went back to the row.
+async fn foreign_table(f: Foreign<'_>) {
+    let Foreign {
+        schema,
+        ddl,
+        rows,
+        tag_column,
+        tag,
+        route,
+        body,
+    } = f;
+    let table = unique(
+        &floe_store::segment::TableSpec::preset(schema)
+            .unwrap()
+            .table,
+    );
     let url = mysql_url();
-    sql(&url, &ddl.replace("TABLE_NAME", table)).await;
-    sql(&url, &rows.replace("TABLE_NAME", table)).await;
+    sql(&url, &ddl.replace("TABLE_NAME", &table)).await;
+    sql(&url, &rows.replace("TABLE_NAME", &table)).await;
     let s = TestServer::start(seg_config(&format!(
         "url = \"{url}\"\nschema = \"{schema}\"\ntable = \"{table}\"\n"
     )))
     .await;
-    let mut ids = Vec::new();
-    for _ in 0..5 {
+    for id in 1..=5 {
         let r = get(s.http, &route.replace("TAG", tag)).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        ids.push(r.body.clone());
+        assert_eq!(r.body, body.replace("ID", &id.to_string()), "{schema}");
     }
     let mut tcp = connect(s.tcp).await;
     let r = v2_segment(&mut tcp, 1, 100, tag).await;
@@ -791,12 +1063,11 @@ async fn foreign_table(schema: &str, ddl: &str, rows: &str, table: &str, tag_col
     drop(tcp);
     s.stop().await.0.unwrap();
     assert_eq!(
-        max_id(&url, table, tag_column, tag).await,
+        max_id(&url, &table, tag_column, tag).await,
         last + 1,
         "{schema}: the unused rest went back to the table"
     );
-    drop_table(&url, table).await;
-    eprintln!("{schema}: {ids:?}");
+    drop_table(&url, &table).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -811,8 +1082,16 @@ async fn runs_on_leafs_own_table() {
   PRIMARY KEY (biz_tag)
 ) ENGINE=InnoDB";
     let row = "INSERT INTO TABLE_NAME (biz_tag, max_id, step, description) VALUES ('leaf-segment-test', 1, 2000, 'Test leaf Segment Mode Get Id')";
-    let table = unique("leaf_alloc");
-    foreign_table("leaf", ddl, row, &table, "biz_tag", "leaf-segment-test", "/api/segment/get/TAG").await;
+    foreign_table(Foreign {
+        schema: "leaf",
+        ddl,
+        rows: row,
+        tag_column: "biz_tag",
+        tag: "leaf-segment-test",
+        route: "/api/segment/get/TAG",
+        body: "ID",
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -826,8 +1105,16 @@ async fn runs_on_featherids_own_table() {
   PRIMARY KEY (`biz_tag`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
     let rows = "INSERT INTO TABLE_NAME (biz_tag, max_id, step) VALUES ('user', 0, 1000), ('order', 0, 1000)";
-    let table = unique("id_segments");
-    foreign_table("featherid", ddl, rows, &table, "biz_tag", "user", "/api/v1/id?biz_tag=TAG").await;
+    foreign_table(Foreign {
+        schema: "featherid",
+        ddl,
+        rows,
+        tag_column: "biz_tag",
+        tag: "user",
+        route: "/api/v1/id?biz_tag=TAG",
+        body: r#"{"code":0,"msg":"success","data":ID}"#,
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -840,7 +1127,16 @@ async fn runs_on_the_distributed_id_generators_own_table() {
     `update_time` DATETIME DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
     PRIMARY KEY (`app_tag`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8";
-    let row = "INSERT INTO TABLE_NAME (`app_tag`, `max_id`, `step`) VALUES ('test_business', 0, 100000)";
-    let table = unique("segments");
-    foreign_table("dig", ddl, row, &table, "app_tag", "test_business", "/alloc?app_tag=TAG").await;
+    let row =
+        "INSERT INTO TABLE_NAME (`app_tag`, `max_id`, `step`) VALUES ('test_business', 0, 100000)";
+    foreign_table(Foreign {
+        schema: "dig",
+        ddl,
+        rows: row,
+        tag_column: "app_tag",
+        tag: "test_business",
+        route: "/alloc?app_tag=TAG",
+        body: r#"{"resp_code":0,"msg":"success","id":ID}"#,
+    })
+    .await;
 }

@@ -97,7 +97,12 @@ async fn pipelined_mixed_v1_and_v2_keep_order() {
     assert_eq!(read_n(&mut s, 1).await, [2]);
     let batch = ids(&read_n(&mut s, 16).await);
     let seg = read_v2(&mut s).await;
-    assert_eq!((seg.status, seg.req_id), (2, 12), "unknown tag: {}", seg.message);
+    assert_eq!(
+        (seg.status, seg.req_id),
+        (2, 12),
+        "unknown tag: {}",
+        seg.message
+    );
     let mut all = a.ids.clone();
     all.push(single);
     all.extend(batch);

@@ -48,7 +48,10 @@ const TAKES: usize = 20_000_000;
 
 /// Takes TAKES single IDs, returning per-take latencies (ns), sorted, and the refill count.
 async fn run(delay: Duration, dir: &std::path::Path) -> (Vec<u32>, u64) {
-    let url = format!("sqlite:{}", dir.join(format!("d{}.db", delay.as_millis())).display());
+    let url = format!(
+        "sqlite:{}",
+        dir.join(format!("d{}.db", delay.as_millis())).display()
+    );
     let inner = SqlSegmentStore::connect(&url, TableSpec::floe(), StoreOptions::default())
         .await
         .unwrap();
@@ -96,8 +99,14 @@ fn main() {
         let (base, base_refills) = run(Duration::ZERO, dir.path()).await;
         let (slow, slow_refills) = run(Duration::from_millis(50), dir.path()).await;
         println!("segment switch: {TAKES} single-ID takes, step {STEP}, 2 tokio workers");
-        println!("{:<22} {:>8} {:>8} {:>8} {:>10} {:>8}", "database", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "refills");
-        for (name, l, r) in [("immediate", &base, base_refills), ("slowed by 50 ms", &slow, slow_refills)] {
+        println!(
+            "{:<22} {:>8} {:>8} {:>8} {:>10} {:>8}",
+            "database", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "refills"
+        );
+        for (name, l, r) in [
+            ("immediate", &base, base_refills),
+            ("slowed by 50 ms", &slow, slow_refills),
+        ] {
             println!(
                 "{:<22} {:>8} {:>8} {:>8} {:>10} {:>8}",
                 name,

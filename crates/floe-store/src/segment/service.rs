@@ -365,6 +365,16 @@ impl SegmentService {
             .iter()
             .map(|(t, b)| (t.clone(), b.clone()))
             .collect();
+        // A claim still running has moved the row past our last segment: let it land in its
+        // buffer first (the loops stop once `closed` is seen), or the hand-back below would
+        // find the row moved and give nothing back. Bounded, so a hung database cannot hold up
+        // the stop for longer than a request would wait.
+        let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
+        for (_, tb) in &tags {
+            while tb.refilling.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let mut handed = 0;
         for (tag, tb) in tags {
             tb.refilled.notify_waiters();
