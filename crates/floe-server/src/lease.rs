@@ -264,7 +264,12 @@ pub(crate) async fn follow(node: Arc<Node>, mut states: watch::Receiver<LeaseSta
                     LeaseState::Exhausted { retry_in } => format!(
                         "every worker id of the pool is held by a live node; retrying in {retry_in:?}"
                     ),
-                    LeaseState::Failed(why) => format!("the lease keeper gave up: {why}"),
+                    LeaseState::Failed(why) => {
+                        let reason = format!("the lease keeper gave up: {why}");
+                        error!("{reason}");
+                        node.fail(reason.clone());
+                        reason
+                    }
                     LeaseState::Stopped => "stopped".into(),
                     LeaseState::Held { .. } => unreachable!("handled above"),
                 };

@@ -84,6 +84,11 @@ pub(crate) struct Node {
     pub(crate) log: &'static LogControl,
     /// Set when graceful shutdown starts, so `/readyz` turns 503 while requests drain.
     pub(crate) shutting_down: AtomicBool,
+    /// Cancelled when the node cannot go on (the lease keeper gave up); `serve` then shuts
+    /// down gracefully and returns the reason in `fatal_reason`.
+    pub(crate) fatal: tokio_util::sync::CancellationToken,
+    /// Why `fatal` was cancelled.
+    pub(crate) fatal_reason: Mutex<Option<String>>,
     /// The last failure of the background high-water refresh, reported by `/readyz`.
     pub(crate) maintenance_error: Mutex<Option<String>>,
     /// Random per-process id in `/v1/info`, so a peer check can tell a node from itself.
@@ -107,6 +112,12 @@ pub(crate) fn entropy() -> u64 {
 }
 
 impl Node {
+    /// Stops the node for good: graceful shutdown, then `serve` returns `reason`.
+    pub(crate) fn fail(&self, reason: String) {
+        *self.fatal_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.fatal.cancel();
+    }
+
     /// Issues `count` snowflake IDs on `lane` into `out` (cleared first): all of them or an error.
     ///
     /// Batches above the generator's `max_batch` are reserved in chunks from the same lane, so

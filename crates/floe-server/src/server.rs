@@ -167,6 +167,8 @@ impl Server {
             metrics,
             log,
             shutting_down: Default::default(),
+            fatal: CancellationToken::new(),
+            fatal_reason: Mutex::new(None),
             maintenance_error: Mutex::new(None),
             instance,
             tcp_addr,
@@ -224,6 +226,7 @@ impl Server {
                 http_done = true;
                 error!("the HTTP listener stopped unexpectedly ({result:?}); shutting down");
             }
+            _ = node.fatal.cancelled() => error!("shutting down: the node cannot go on"),
         }
         node.shutting_down.store(true, Ordering::Release);
         node.metrics.ready.set(0.0);
@@ -261,7 +264,15 @@ impl Server {
             lease.release(generator.clock_state().high_water_ms).await;
         }
         info!("stopped");
-        Ok(())
+        let fatal = node
+            .fatal_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match fatal {
+            Some(reason) => Err(ServerError::Registry(reason)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -236,3 +236,30 @@ fn layered_configuration_and_genid_config_start() {
         "{line:?}"
     );
 }
+
+#[test]
+fn a_lease_keeper_that_gives_up_stops_the_server_with_64() {
+    // A StatefulSet ordinal outside the layout's pool: the keeper cannot ever succeed, so the
+    // server shuts down (after starting) instead of running unready forever.
+    expect_usage_error(
+        &[
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("HOSTNAME", "floe-9"),
+            ("FLOE_REGISTRY__KIND", "kubernetes"),
+        ],
+        &["the lease keeper gave up", "floe-9", "0..8"],
+    );
+    expect_usage_error(
+        &[],
+        &[
+            ("FLOE_REGISTRY__KIND", "redis"),
+            ("FLOE_REGISTRY__TTL", "4s"),
+        ],
+        &["registry.ttl", "at least 5s"],
+    );
+}

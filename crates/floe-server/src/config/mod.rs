@@ -675,7 +675,7 @@ impl Builder {
         let snowflake = self.snowflake.build(warnings)?;
         let data_dir = PathBuf::from(data_dir);
         let segment = self.segment.build()?;
-        let registry = self.registry.build(&snowflake.layout)?;
+        let registry = self.registry.build(&snowflake)?;
         Ok(Config {
             server,
             data_dir,
@@ -688,7 +688,8 @@ impl Builder {
 }
 
 impl RegistryBuilder {
-    fn build(&self, layout: &Layout) -> Result<Option<RegistrySettings>, ConfigError> {
+    fn build(&self, sf: &SnowflakeConfig) -> Result<Option<RegistrySettings>, ConfigError> {
+        let layout = &sf.layout;
         let kind = text(&self.kind, "static").trim().to_ascii_lowercase();
         let call_timeout = duration(
             "registry.call_timeout",
@@ -776,16 +777,34 @@ impl RegistryBuilder {
                 "1..=64 characters without spaces",
             ));
         }
+        let ttl = duration(
+            "registry.ttl",
+            &self.ttl,
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+            Duration::from_secs(600),
+        )?;
+        // The node stops issuing `margin` before its lease can expire; logical time may run
+        // max_drift plus a tick ahead of the clock, plus skew between nodes (see lease.rs), and
+        // a renewal every ttl/3 must land before the fence.
+        let tick = Duration::from_millis(layout.time_spec().unit_ms);
+        let margin = sf.max_drift + tick + Duration::from_millis(500);
+        if margin * 2 > ttl {
+            return Err(invalid(
+                "registry.ttl",
+                ms(ttl),
+                format!(
+                    "at least {} with this layout: twice the fence margin of snowflake.max_drift ({}) + one tick ({}) + 0.5 s clock skew",
+                    ms(margin * 2),
+                    ms(sf.max_drift),
+                    ms(tick)
+                ),
+            ));
+        }
         Ok(Some(RegistrySettings {
             registry,
             namespace,
-            ttl: duration(
-                "registry.ttl",
-                &self.ttl,
-                Duration::from_secs(10),
-                Duration::from_secs(1),
-                Duration::from_secs(600),
-            )?,
+            ttl,
             fields,
         }))
     }

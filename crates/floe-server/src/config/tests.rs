@@ -371,3 +371,42 @@ random_seq_start = true
     .config;
     assert_eq!(c.server.peers, ["a:1", "b:2"]);
 }
+
+#[test]
+fn segment_and_registry_keys_are_validated() {
+    let c = Config::default();
+    let seg = c.segment.as_ref().expect("segment mode is on by default");
+    assert_eq!(seg.url, None, "the SQLite file under data_dir");
+    assert_eq!(seg.table.table, "floe_segments");
+    assert!(c.registry.is_none(), "a static identity by default");
+    for (toml, key) in [
+        ("[segment]\nurl = \"oracle://x\"", "segment.url"),
+        ("[segment]\nschema = \"nope\"", "segment.schema"),
+        ("[segment]\ntable = \"a;b\"", "segment.table"),
+        (
+            "[segment]\nrefill_threshold = 1.5",
+            "segment.refill_threshold",
+        ),
+        ("[segment]\nmin_step = 10\nmax_step = 5", "segment.min_step"),
+        ("[registry]\nkind = \"zookeeper\"", "registry.kind"),
+        ("[registry]\nkind = \"sql\"", "registry.url"),
+        ("[registry]\nkind = \"redis\"\nttl = \"4s\"", "registry.ttl"),
+        (
+            "[registry]\nkind = \"redis\"\nfields = [\"worker\"]",
+            "registry.fields",
+        ),
+    ] {
+        let e = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(e.contains(key), "{toml}: {e}");
+    }
+    let c = Config::from_toml("[registry]\nkind = \"redis\"\nttl = \"5s\"").unwrap();
+    let r = c.registry.unwrap();
+    assert_eq!(
+        (r.fields, r.ttl),
+        (vec!["machine".to_string()], Duration::from_secs(5))
+    );
+    assert!(Config::from_toml("[segment]\nenabled = false")
+        .unwrap()
+        .segment
+        .is_none());
+}
