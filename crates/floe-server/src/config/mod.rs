@@ -676,6 +676,10 @@ impl Builder {
         let data_dir = PathBuf::from(data_dir);
         let segment = self.segment.build()?;
         let registry = self.registry.build(&snowflake)?;
+        if registry.is_some() {
+            // The registry hands out the identity; a static one of 0 is expected then.
+            warnings.retain(|w| !w.starts_with("snowflake.identity is 0"));
+        }
         Ok(Config {
             server,
             data_dir,
@@ -843,9 +847,27 @@ impl SegmentBuilder {
                 *field = v.text();
             }
         }
-        table
-            .validate()
-            .map_err(|e| invalid("segment.table", format!("{:?}", table.table), e.to_string()))?;
+        // Each name is checked on its own, so the error names the key that is wrong.
+        for (key, name) in [
+            ("segment.table", &table.table),
+            ("segment.tag_column", &table.tag_column),
+            ("segment.max_id_column", &table.max_id_column),
+            ("segment.step_column", &table.step_column),
+        ] {
+            let single = TableSpec {
+                table: name.clone(),
+                tag_column: "t".into(),
+                max_id_column: "m".into(),
+                step_column: "s".into(),
+            };
+            single.validate().map_err(|_| {
+                invalid(
+                    key,
+                    format!("{name:?}"),
+                    "1..=64 letters, digits and _, not starting with a digit",
+                )
+            })?;
+        }
         let store = StoreOptions {
             max_connections: int("segment.max_connections", &self.max_connections, 4, 1, 256)?
                 as u32,

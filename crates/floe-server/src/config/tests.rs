@@ -384,6 +384,10 @@ fn segment_and_registry_keys_are_validated() {
         ("[segment]\nschema = \"nope\"", "segment.schema"),
         ("[segment]\ntable = \"a;b\"", "segment.table"),
         (
+            "[segment]\ntag_column = \"bad-col\"",
+            "segment.tag_column = \"bad-col\"",
+        ),
+        (
             "[segment]\nrefill_threshold = 1.5",
             "segment.refill_threshold",
         ),
