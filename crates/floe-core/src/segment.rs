@@ -389,7 +389,8 @@ impl SegmentBuffer {
         let snap = self.snapshot();
         let mut v = self.taken.0.load(Ordering::Acquire);
         // v >= snap.v0 always: the segment in use only moves on once the cursor passed it.
-        while v != CLOSED && v + n <= snap.cur_end {
+        // `checked_add`: an absurd `n` must be short, never wrap the cursor backwards.
+        while v != CLOSED && v.checked_add(n).is_some_and(|end| end <= snap.cur_end) {
             match self
                 .taken
                 .0
@@ -427,7 +428,7 @@ impl SegmentBuffer {
             if v == CLOSED {
                 return Err(SegmentError::Closed);
             }
-            if v + n > slow.end {
+            if v.checked_add(n).is_none_or(|end| end > slow.end) {
                 self.promote(&mut slow, v);
                 return Err(SegmentError::Short {
                     wanted: n,
@@ -668,6 +669,23 @@ mod tests {
         b.install(seg(20, 30));
         let t = b.try_take(10).unwrap();
         assert_eq!((t.first, t.rest.len()), (seg(15, 25), 0));
+    }
+
+    #[test]
+    fn an_absurd_request_is_short_not_a_wrapped_cursor() {
+        let b = buffer(10);
+        b.plan_refill(1, 0).unwrap();
+        b.install(seg(10, 20));
+        b.try_take(3).unwrap();
+        assert!(matches!(
+            b.try_take(u64::MAX),
+            Err(SegmentError::Short { .. })
+        ));
+        assert!(matches!(
+            b.try_take(u64::MAX - 2),
+            Err(SegmentError::Short { .. })
+        ));
+        assert_eq!(b.try_take(1).unwrap().first, seg(13, 14));
     }
 
     #[test]

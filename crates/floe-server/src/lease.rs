@@ -5,7 +5,7 @@
 //! turns that into an atomic fence read by the issuing path, so a node stops issuing at
 //! `last successful renewal + ttl − margin` even if the keeper task itself runs late.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,16 +40,15 @@ pub(crate) struct LeaseGuard {
     status: Mutex<String>,
     /// The lease in force, for `/v1/info`.
     lease: Mutex<Option<Lease>>,
-    /// What each renewal stores as this node's high-water mark (Unix ms).
+    /// The generator's persisted mark (Unix ms), refreshed by maintenance; each renewal stores
+    /// at least `now + ttl + drift` on top of it, computed when the renewal is sent.
     registry_mark: Arc<AtomicU64>,
+    /// Set at release: from then on the keeper stores exactly `registry_mark`.
+    released: Arc<AtomicBool>,
     /// The keeper, taken at shutdown to release the lease.
     keeper: tokio::sync::Mutex<Option<LeaseKeeper>>,
     /// The pool of ids and how an id maps onto the layout's node fields.
     pool: NodePool,
-    /// Lease ttl, for the renewal mark.
-    ttl: Duration,
-    /// Generator drift, for the renewal mark.
-    drift: Duration,
 }
 
 impl LeaseGuard {
@@ -93,13 +92,9 @@ impl LeaseGuard {
         })
     }
 
-    /// Refreshes what the next renewal stores: at least every tick this node may issue before
-    /// its fence (now + ttl + drift), so a node that takes the id over after an outage starts
-    /// past them even if this node's last ticks were never reported.
-    pub(crate) fn refresh_mark(&self, persisted_ms: u64, now_ms: u64) {
-        let ahead = now_ms + (self.ttl + self.drift).as_millis() as u64;
-        self.registry_mark
-            .store(persisted_ms.max(ahead), Ordering::Release);
+    /// Records the generator's persisted mark for the next renewal.
+    pub(crate) fn refresh_mark(&self, persisted_ms: u64) {
+        self.registry_mark.fetch_max(persisted_ms, Ordering::AcqRel);
     }
 
     /// Releases the lease with the generator's final mark (call after the generator stopped).
@@ -115,6 +110,7 @@ impl LeaseGuard {
             .unwrap_or(0);
         self.registry_mark
             .store(final_ms.max(inherited), Ordering::Release);
+        self.released.store(true, Ordering::Release);
         if let Some(keeper) = self.keeper.lock().await.take() {
             info!(
                 round_trips = keeper.round_trips(),
@@ -146,17 +142,22 @@ pub(crate) fn start(
     let tick = Duration::from_millis(sf.layout.time_spec().unit_ms);
     let keeper_config =
         KeeperConfig::for_ttl(settings.ttl).with_min_margin(sf.max_drift + tick + SKEW);
-    let now = SystemClock.now_ms();
-    let registry_mark = Arc::new(AtomicU64::new(
-        now + (settings.ttl + sf.max_drift).as_millis() as u64,
-    ));
-    let mark = registry_mark.clone();
-    let keeper = LeaseKeeper::start(
-        registry,
-        request,
-        keeper_config,
-        Arc::new(move || mark.load(Ordering::Acquire)),
-    )?;
+    let registry_mark = Arc::new(AtomicU64::new(0));
+    let released = Arc::new(AtomicBool::new(false));
+    let (mark, done) = (registry_mark.clone(), released.clone());
+    let ahead_ms = (settings.ttl + sf.max_drift).as_millis() as u64;
+    // Computed when each renewal is sent: at least every tick this node may issue before its
+    // fence (now + ttl + drift), so a node that takes the id over after an outage starts past
+    // them even if this node's last ticks were never reported. After release: the exact mark.
+    let high_water = move || {
+        let persisted = mark.load(Ordering::Acquire);
+        if done.load(Ordering::Acquire) {
+            persisted
+        } else {
+            persisted.max(SystemClock.now_ms() + ahead_ms)
+        }
+    };
+    let keeper = LeaseKeeper::start(registry, request, keeper_config, Arc::new(high_water))?;
     let states = keeper.subscribe();
     let guard = Arc::new(LeaseGuard {
         base: Instant::now(),
@@ -164,10 +165,9 @@ pub(crate) fn start(
         status: Mutex::new("acquiring a worker id".into()),
         lease: Mutex::new(None),
         registry_mark,
+        released,
         keeper: tokio::sync::Mutex::new(Some(keeper)),
         pool,
-        ttl: settings.ttl,
-        drift: sf.max_drift,
     });
     Ok((guard, states))
 }
@@ -218,6 +218,10 @@ pub(crate) async fn follow(node: Arc<Node>, mut states: watch::Receiver<LeaseSta
     let mut current: Option<(u32, u64)> = None;
     loop {
         let state = states.borrow_and_update().clone();
+        // Shutdown owns the generator from here on: no more swaps.
+        if node.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         match state {
             LeaseState::Held {
                 lease,

@@ -157,7 +157,14 @@ impl Node {
                 lease.check()?;
             }
             match generator.try_reserve(lane, n) {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    // And after: a thread paused between the check and the reservation may
+                    // have crossed the fence; its IDs are dropped, never handed out.
+                    if let Some(lease) = &self.lease {
+                        lease.check()?;
+                    }
+                    return Ok(r);
+                }
                 Err(GenError::WouldWait { wait }) => {
                     let until = *deadline.get_or_insert_with(|| Instant::now() + MAX_WAIT);
                     let wake = Instant::now() + wait;
@@ -256,7 +263,7 @@ impl Node {
         let clock = generator.clock_state();
         if let Some(lease) = &self.lease {
             if !self.shutting_down.load(Ordering::Acquire) {
-                lease.refresh_mark(clock.high_water_ms, clock.wall_ms);
+                lease.refresh_mark(clock.high_water_ms);
             }
         }
         self.metrics.clock(&clock, generator.layout().end_ms());

@@ -979,8 +979,10 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
         }
     };
     let recovery = healed.elapsed();
+    // "Within a second" is the design (backoff capped at 0.5 s); the bound is generous so a
+    // loaded CI machine does not fail it.
     assert!(
-        recovery < Duration::from_millis(2500),
+        recovery < Duration::from_secs(10),
         "recovered after {recovery:?}"
     );
     seen.push(id);
