@@ -4,7 +4,12 @@
 //!   outages of PostgreSQL, MariaDB or Redis without touching the real server;
 //! - [`postgres_url`], [`mysql_url`], [`redis_url`]: the test services (from the environment,
 //!   defaulting to the loopback services of the development machine);
-//! - [`unique`]: names no other test or earlier run uses (tables, key prefixes, tags).
+//! - [`unique`]: names no other test or earlier run uses (tables, key prefixes, tags);
+//! - [`FloeProcess`]: a `floe serve` child process, its addresses, signals, kill on drop.
+
+mod process;
+
+pub use process::{clean_command, collect, serve_args, FloeProcess, STARTUP};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

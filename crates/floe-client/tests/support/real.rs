@@ -1,12 +1,13 @@
 //! The real `floe serve` as a child process: found through `FLOE_BIN` or built once with cargo,
 //! started on loopback, read for its "listening" line, and always killed when dropped.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use floe_testkit::{clean_command, serve_args, FloeProcess};
 
 /// How long the server may take to start or stop.
 pub const STARTUP: Duration = Duration::from_secs(30);
@@ -66,12 +67,10 @@ fn build(release: bool) -> PathBuf {
 
 /// A running `floe serve`; killed (SIGKILL) when dropped.
 pub struct Floe {
-    /// The process.
-    child: Child,
+    /// The process (addresses, signals, kill on drop).
+    process: FloeProcess,
     /// Binary TCP address from the "listening" line.
     pub tcp: SocketAddr,
-    /// Everything the process wrote to stderr, for failure messages.
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Floe {
@@ -91,59 +90,21 @@ impl Floe {
     /// Starts the binary at `bin` like [`Floe::start_with`].
     pub fn spawn(bin: PathBuf, data_dir: &Path, tcp: &str, machine: u8, extra: &[&str]) -> Floe {
         let identity = format!("zone=1,dc=2,machine={machine}");
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--tcp-listen",
-                tcp,
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--identity",
-                &identity,
-                "--log-level",
-                "warn",
-            ])
-            .args(extra)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn floe serve");
-        let stderr = collect(child.stderr.take().unwrap());
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if line.starts_with("floe: listening") {
-                    let _ = tx.send(line);
-                    break;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(STARTUP) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "floe serve printed no listening line within {STARTUP:?} ({status:?}); stderr:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let tcp = line
-            .strip_prefix("floe: listening tcp=")
-            .and_then(|rest| rest.split_once(" http="))
-            .and_then(|(tcp, _)| tcp.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected listening line: {line:?}"));
-        Floe { child, tcp, stderr }
+        let mut args = serve_args(data_dir);
+        // A chosen port (a restarted server keeps its address) instead of the ephemeral one.
+        let port = args
+            .iter()
+            .position(|a| a == "--tcp-listen")
+            .expect("serve_args")
+            + 1;
+        args[port] = tcp.to_string();
+        args.extend(["--identity", &identity].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let process = FloeProcess::spawn(clean_command(bin, &args, &[]));
+        Floe {
+            tcp: process.tcp,
+            process,
+        }
     }
 
     /// The TCP address as the client takes it.
@@ -153,60 +114,21 @@ impl Floe {
 
     /// What the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9();
     }
 
     /// SIGTERM (graceful shutdown), and wait for a clean exit.
     pub fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "floe exited with {status} after SIGTERM; stderr:\n{}",
-                    self.stderr()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "floe did not exit within {STARTUP:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = self.process.terminate(STARTUP);
+        assert!(
+            status.success(),
+            "floe exited with {status} after SIGTERM; stderr:\n{}",
+            self.stderr()
+        );
     }
-}
-
-impl Drop for Floe {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let out = Arc::new(Mutex::new(String::new()));
-    let sink = out.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    out
 }
