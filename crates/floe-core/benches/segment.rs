@@ -20,7 +20,8 @@ fn buffer() -> (SegmentBuffer, u64) {
     b.install(Segment {
         start: 1,
         end: 1 << 40,
-    });
+    })
+    .unwrap();
     (b, 1 << 40)
 }
 
@@ -36,7 +37,8 @@ fn take(b: &SegmentBuffer, next: &mut u64, n: u64) -> u64 {
                     b.install(Segment {
                         start: *next,
                         end: *next + plan.step,
-                    });
+                    })
+                    .unwrap();
                     *next += plan.step;
                 }
             }

@@ -27,7 +27,8 @@ fn main() {
         b.install(Segment {
             start: 1,
             end: 1 << 40,
-        });
+        })
+        .unwrap();
         for _ in 0..n {
             acc ^= b.try_take(1).unwrap().first.start;
         }

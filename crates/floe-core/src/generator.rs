@@ -320,6 +320,10 @@ pub struct Generator<C> {
     max_drift: u64,
     /// High-water window in ticks.
     window: u64,
+    /// Smallest step of a high-water write while logical time runs ahead of the wall clock
+    /// (after a restart or during a rollback): small, so a crash there pushes the next start
+    /// only this far ahead; not 1, so such writes stay rare.
+    stride: u64,
     /// Largest batch that can ever be satisfied.
     max_batch: u64,
     /// Volume hiding state, if enabled.
@@ -459,7 +463,8 @@ impl<C: Clock> Generator<C> {
                 .collect(),
             next_lane: AtomicUsize::new(0),
             seen: LaneWord(AtomicU64::new(now_tick.max(floor))),
-            hw_end: AtomicU64::new(0),
+            // The ticks below the floor are covered by the mark already (and never issued).
+            hw_end: AtomicU64::new(floor),
             start_word,
             high_water: Mutex::new(high_water),
             closed: AtomicBool::new(false),
@@ -467,6 +472,7 @@ impl<C: Clock> Generator<C> {
             max_rollback,
             max_drift,
             window,
+            stride: (window / 8).max(1),
             max_batch,
             volume,
             layout,
@@ -617,7 +623,7 @@ impl<C: Clock> Generator<C> {
                         wait: Duration::from_millis(wake_ms.saturating_sub(now_ms).max(1)),
                     });
                 }
-                self.extend_high_water(last_tick, last_tick + self.window + 1)?;
+                self.extend_high_water(last_tick, self.window_end(last_tick, now))?;
                 hw_end = self.hw_end.load(Ordering::Acquire);
                 cur = word.load(Ordering::Relaxed);
                 continue;
@@ -686,12 +692,38 @@ impl<C: Clock> Generator<C> {
         Ok(())
     }
 
+    /// The end of the window a high-water write covers when IDs up to tick `need` are to be
+    /// issued and the wall clock reads tick `now`.
+    ///
+    /// The window reaches `window` ticks past the *wall clock*, not past `need`: when logical
+    /// time runs ahead (a restart floor, a rollback), covering `window` ticks past it would let
+    /// every crash push the next start a window further ahead — a crash loop lengthening its
+    /// own outage. Ahead of the wall, each write covers `stride` ticks past `need`.
+    fn window_end(&self, need: u64, now: u64) -> u64 {
+        need.saturating_add(self.stride)
+            .max(now.saturating_add(self.window + 1))
+    }
+
+    /// The highest tick any lane has issued an ID in since this generator started, if any.
+    fn last_issued_tick(&self) -> Option<u64> {
+        self.lanes
+            .iter()
+            .map(|l| l.0.load(Ordering::Relaxed))
+            .filter(|w| *w != CLOSED && *w > self.start_word)
+            .max()
+            .map(|w| (w - 1) >> self.plan.seq_bits)
+    }
+
     /// Extends the high-water mark ahead of need, so the issuing path never waits for a write.
     /// Servers call it periodically from a thread that may block.
+    ///
+    /// It reaches past what was issued and past the wall clock, never past a restart floor
+    /// nothing was issued at: a node that only starts and stops does not move its mark.
     pub fn prepare(&self) -> Result<(), GenError> {
         let (_, now) = self.wall()?;
-        let ahead = self.observe(now) + self.max_drift;
-        self.extend_high_water(ahead + self.window / 2, ahead + self.window + 1)
+        self.observe(now);
+        let base = self.last_issued_tick().map_or(now, |t| t.max(now));
+        self.extend_high_water(base + self.window / 2, self.window_end(base, now))
     }
 
     /// Stops issuing and lowers the high-water mark to just after the last issued ID, so a

@@ -34,5 +34,6 @@ pub use layout::{
     IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
 };
 pub use segment::{
-    HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig, SegmentError, SegmentState, Taken,
+    check_tag, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig, SegmentError,
+    SegmentState, TagError, Taken, MAX_TAG_LEN,
 };

@@ -107,6 +107,50 @@ pub enum SegmentError {
     /// A settings value is out of range.
     #[error("{0}")]
     Config(String),
+    /// The store returned a range that is not above every range this buffer already held:
+    /// serving it could repeat IDs, so it was refused (a store bug, a restored backup, two
+    /// tables mixed up).
+    #[error("segment [{start}, {end}) refused: it is not above the ranges already served (up to {served_end}); the segment store went backwards")]
+    Regressed {
+        /// Start of the refused range.
+        start: u64,
+        /// End of the refused range.
+        end: u64,
+        /// End of the highest range installed before.
+        served_end: u64,
+    },
+}
+
+/// Longest business tag in bytes: fits the `VARCHAR(128)` tag column of every store.
+pub const MAX_TAG_LEN: usize = 128;
+
+/// Why a business tag was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("tag {shown} is invalid: {reason}; allowed are 1..={MAX_TAG_LEN} bytes of UTF-8 without control characters")]
+pub struct TagError {
+    /// The tag, escaped and shortened for a message.
+    pub shown: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// The one rule for business tags, applied at every edge and by every store, so a tag that one
+/// store accepts (SQLite keeps NUL bytes) is not refused or mangled by another (PostgreSQL).
+pub fn check_tag(tag: &str) -> Result<(), TagError> {
+    let reason = if tag.is_empty() {
+        "it is empty"
+    } else if tag.len() > MAX_TAG_LEN {
+        "it is too long"
+    } else if tag.chars().any(char::is_control) {
+        "it holds a control character"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = format!("{tag:?}").chars().take(72).collect();
+    if shown.len() < format!("{tag:?}").len() {
+        shown.push('…');
+    }
+    Err(TagError { shown, reason })
 }
 
 /// IDs taken in one step: increasing runs, one unless the request spans segments that are not
@@ -241,6 +285,9 @@ struct Slow {
     last_error: Option<String>,
     /// Whether a refill plan was handed out and not yet answered.
     in_flight: bool,
+    /// End of the highest range ever installed: the buffer's own witness, so a store that
+    /// returns an old range again cannot make it serve an ID twice.
+    served_end: u64,
 }
 
 impl Slow {
@@ -322,6 +369,7 @@ impl SegmentBuffer {
                 refills: 0,
                 last_error: None,
                 in_flight: false,
+                served_end: 0,
             }),
             config,
         })
@@ -499,19 +547,33 @@ impl SegmentBuffer {
     /// Installs a segment the database returned. A segment that continues the newest one
     /// merges into it, so one node's consecutive claims give unbroken runs. ID 0 is never
     /// issued: a segment starting at 0 starts at 1.
-    pub fn install(&self, segment: Segment) {
+    ///
+    /// A segment that starts below the end of any segment installed before is refused with
+    /// [`SegmentError::Regressed`] and recorded as a failed refill: whatever the store says,
+    /// this buffer never hands out an ID twice.
+    pub fn install(&self, segment: Segment) -> Result<(), SegmentError> {
         let mut slow = self.lock();
         slow.in_flight = false;
-        slow.last_error = None;
-        slow.refills += 1;
         let segment = Segment {
             start: segment.start.max(1),
             end: segment.end.max(1),
         };
+        if segment.start < slow.served_end || segment.end < segment.start {
+            let e = SegmentError::Regressed {
+                start: segment.start,
+                end: segment.end,
+                served_end: slow.served_end,
+            };
+            slow.last_error = Some(e.to_string());
+            return Err(e);
+        }
+        slow.last_error = None;
+        slow.refills += 1;
         let v = self.taken.0.load(Ordering::Acquire);
         if v == CLOSED || segment.is_empty() {
-            return;
+            return Ok(());
         }
+        slow.served_end = segment.end;
         // Segments the cursor has passed are gone for good.
         while slow.held.front().is_some_and(|p| p.v_end() <= v) {
             slow.held.pop_front();
@@ -528,6 +590,7 @@ impl SegmentBuffer {
         slow.end = at + segment.len();
         self.publish(&slow);
         self.refill_wanted.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Leaf's adaptive step: segments fetched less than the target lifetime apart double the
@@ -631,7 +694,7 @@ mod tests {
         );
         assert_eq!(b.plan_refill(1, 0), Some(RefillPlan { step: 100 }));
         assert_eq!(b.plan_refill(1, 0), None, "one refill in flight at a time");
-        b.install(seg(0, 100));
+        b.install(seg(0, 100)).unwrap();
         let t = b.try_take(3).unwrap();
         assert_eq!(
             t.iter().collect::<Vec<_>>(),
@@ -644,14 +707,14 @@ mod tests {
     fn threshold_triggers_one_refill_and_batches_span_segments() {
         let b = buffer(100);
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(1000, 1100));
+        b.install(seg(1000, 1100)).unwrap();
         let t = b.try_take(9).unwrap();
         assert!(!t.refill);
         let t = b.try_take(1).unwrap();
         assert!(t.refill, "10% used");
         assert!(!b.try_take(1).unwrap().refill, "signalled once");
         let plan = b.plan_refill(1, 0).unwrap();
-        b.install(seg(5000, 5000 + plan.step));
+        b.install(seg(5000, 5000 + plan.step)).unwrap();
         // 89 left in the current segment; a batch of 100 takes them and 11 from the next.
         let t = b.try_take(100).unwrap();
         assert_eq!(t.first, seg(1011, 1100));
@@ -663,10 +726,10 @@ mod tests {
     fn consecutive_segments_give_contiguous_batches() {
         let b = buffer(10);
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(10, 20));
+        b.install(seg(10, 20)).unwrap();
         b.try_take(5).unwrap();
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(20, 30));
+        b.install(seg(20, 30)).unwrap();
         let t = b.try_take(10).unwrap();
         assert_eq!((t.first, t.rest.len()), (seg(15, 25), 0));
     }
@@ -675,7 +738,7 @@ mod tests {
     fn an_absurd_request_is_short_not_a_wrapped_cursor() {
         let b = buffer(10);
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(10, 20));
+        b.install(seg(10, 20)).unwrap();
         b.try_take(3).unwrap();
         assert!(matches!(
             b.try_take(u64::MAX),
@@ -692,7 +755,7 @@ mod tests {
     fn a_short_batch_takes_nothing() {
         let b = buffer(10);
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(10, 20));
+        b.install(seg(10, 20)).unwrap();
         assert!(matches!(
             b.try_take(11),
             Err(SegmentError::Short { available: 10, .. })
@@ -718,7 +781,7 @@ mod tests {
         let mut next = 1;
         let mut cycle = |b: &SegmentBuffer, lived_ms: u64, now: &mut u64| {
             let plan = b.plan_refill(1, *now).unwrap();
-            b.install(seg(next, next + plan.step));
+            b.install(seg(next, next + plan.step)).unwrap();
             next += plan.step;
             *now += lived_ms;
             let left = b.state().remaining;
@@ -744,7 +807,7 @@ mod tests {
     fn close_hands_back_the_unissued_tail() {
         let b = buffer(100);
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(100, 200));
+        b.install(seg(100, 200)).unwrap();
         b.try_take(30).unwrap();
         assert_eq!(
             b.close(),
@@ -758,10 +821,10 @@ mod tests {
         // With a non-adjacent next segment only the next one goes back.
         let b = buffer(100);
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(100, 200));
+        b.install(seg(100, 200)).unwrap();
         b.try_take(50).unwrap();
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(500, 600));
+        b.install(seg(500, 600)).unwrap();
         assert_eq!(
             b.close(),
             Some(HandBack {
@@ -778,7 +841,7 @@ mod tests {
         b.refill_failed("db down");
         assert_eq!(b.state().last_error.as_deref(), Some("db down"));
         assert!(b.plan_refill(1, 0).is_some(), "never stuck after an error");
-        b.install(seg(1, 11));
+        b.install(seg(1, 11)).unwrap();
         assert_eq!(b.state().last_error, None);
     }
 
@@ -789,7 +852,7 @@ mod tests {
         let b = Arc::new(buffer(1000));
         let mut next = 1u64;
         b.plan_refill(1, 0).unwrap();
-        b.install(seg(next, next + 1000));
+        b.install(seg(next, next + 1000)).unwrap();
         next += 1000;
         let handles: Vec<_> = (0..2)
             .map(|_| {
@@ -811,7 +874,7 @@ mod tests {
         while !handles.iter().all(|h| h.is_finished()) {
             b.advance();
             if let Some(plan) = b.plan_refill(7, 0) {
-                b.install(seg(next, next + plan.step));
+                b.install(seg(next, next + plan.step)).unwrap();
                 next += plan.step;
             }
             std::thread::yield_now();

@@ -94,7 +94,7 @@ fn segment_takers_on_the_lock_free_path_get_disjoint_ids() {
     loom::model(|| {
         let b = Arc::new(SegmentBuffer::new(4, SegmentConfig::default()).unwrap());
         b.plan_refill(1, 0).unwrap();
-        b.install(Segment { start: 10, end: 14 });
+        b.install(Segment { start: 10, end: 14 }).unwrap();
         let b2 = b.clone();
         let t = thread::spawn(move || b2.try_take(2).unwrap().iter().collect::<Vec<u64>>());
         let mine: Vec<u64> = b.try_take(2).unwrap().iter().collect();
@@ -111,7 +111,7 @@ fn a_segment_taker_racing_an_install_never_duplicates() {
     loom::model(|| {
         let b = Arc::new(SegmentBuffer::new(2, SegmentConfig::default()).unwrap());
         b.plan_refill(1, 0).unwrap();
-        b.install(Segment { start: 10, end: 12 });
+        b.install(Segment { start: 10, end: 12 }).unwrap();
         let b2 = b.clone();
         // Takes across the end of the first segment, into the second once it is installed.
         let t = thread::spawn(move || {
@@ -127,7 +127,7 @@ fn a_segment_taker_racing_an_install_never_duplicates() {
         });
         // A non-adjacent next segment: the taker must switch mappings, never mix them.
         if b.plan_refill(3, 0).is_some() {
-            b.install(Segment { start: 20, end: 22 });
+            b.install(Segment { start: 20, end: 22 }).unwrap();
         }
         b.advance();
         let got = t.join().unwrap();

@@ -42,6 +42,9 @@ pub(crate) enum SegmentError {
     /// The store cannot be reached or timed out; retry later or elsewhere.
     #[error("{0}")]
     Unavailable(String),
+    /// The tag has reached the store's limit and can never issue again; not worth retrying.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl From<ServiceError> for SegmentError {
@@ -49,6 +52,7 @@ impl From<ServiceError> for SegmentError {
         match e {
             ServiceError::UnknownTag(t) => SegmentError::UnknownTag(t),
             ServiceError::Invalid(m) => SegmentError::Invalid(m),
+            ServiceError::Exhausted(m) => SegmentError::Exhausted(m),
             e @ (ServiceError::Unavailable { .. } | ServiceError::Closed) => {
                 SegmentError::Unavailable(e.to_string())
             }
@@ -63,6 +67,7 @@ impl From<StoreError> for SegmentError {
             StoreError::TagExists(t) => SegmentError::TagExists(t),
             StoreError::Invalid(m) => SegmentError::Invalid(m),
             e @ StoreError::Unavailable(_) => SegmentError::Unavailable(e.to_string()),
+            e @ StoreError::Exhausted { .. } => SegmentError::Exhausted(e.to_string()),
         }
     }
 }

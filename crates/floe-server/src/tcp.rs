@@ -433,6 +433,7 @@ impl Connection {
                                 Status::Unavailable
                             }
                             SegmentError::UnknownTag(_) => Status::UnknownTag,
+                            SegmentError::Exhausted(_) => Status::OverLimit,
                             SegmentError::Invalid(_) | SegmentError::TagExists(_) => {
                                 Status::BadRequest
                             }

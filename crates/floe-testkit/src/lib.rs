@@ -5,11 +5,14 @@
 //! - [`postgres_url`], [`mysql_url`], [`redis_url`]: the test services (from the environment,
 //!   defaulting to the loopback services of the development machine);
 //! - [`unique`]: names no other test or earlier run uses (tables, key prefixes, tags);
-//! - [`FloeProcess`]: a `floe serve` child process, its addresses, signals, kill on drop.
+//! - [`FloeProcess`]: a `floe serve` child process, its addresses, signals, kill on drop;
+//! - [`Tmpfs`]: a small tmpfs for disk-full tests, unmounted on drop.
 
 mod process;
+mod tmpfs;
 
 pub use process::{clean_command, collect, serve_args, FloeProcess, STARTUP};
+pub use tmpfs::Tmpfs;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

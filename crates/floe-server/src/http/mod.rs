@@ -100,6 +100,8 @@ impl From<SegmentError> for ApiError {
             SegmentError::UnknownTag(_) => (StatusCode::NOT_FOUND, "unknown_tag"),
             SegmentError::TagExists(_) => (StatusCode::CONFLICT, "tag_exists"),
             SegmentError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // A state of the tag, not of the node: another node cannot serve it either.
+            SegmentError::Exhausted(_) => (StatusCode::CONFLICT, "exhausted"),
             SegmentError::NotConfigured | SegmentError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

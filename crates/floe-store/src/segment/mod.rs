@@ -32,6 +32,20 @@ pub enum StoreError {
     /// The database did not answer in time, refused, or failed; nothing was claimed.
     #[error("segment store unavailable: {0}")]
     Unavailable(String),
+    /// The tag's `max_id` has reached the largest value its BIGINT column holds: the tag can
+    /// never issue another ID. Final, not retried.
+    #[error("tag `{tag}` is exhausted: max_id {max_id} is the limit of the segment table's BIGINT column (2^63-1); move its users to a new tag")]
+    Exhausted {
+        /// The tag.
+        tag: String,
+        /// Its `max_id`.
+        max_id: u64,
+    },
+}
+
+/// Checks a tag with [`floe_core::check_tag`], as a store error.
+pub(crate) fn check_tag(tag: &str) -> Result<(), StoreError> {
+    floe_core::check_tag(tag).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// One row of the segment table.

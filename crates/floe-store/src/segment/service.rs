@@ -61,6 +61,9 @@ pub enum ServiceError {
         /// What failed.
         reason: String,
     },
+    /// The tag can never issue another ID (its `max_id` reached the store's limit); final.
+    #[error("{0}")]
+    Exhausted(String),
     /// The service is shutting down.
     #[error("segment service is shutting down")]
     Closed,
@@ -78,6 +81,9 @@ struct TagBuffer {
     /// The largest request that found the buffer short since the last refill: the loop claims
     /// enough to serve it.
     wanted: AtomicU64,
+    /// Set once the store said the tag is exhausted: what is buffered is still served, then
+    /// every request gets the exhausted error at once and no refill is tried again.
+    exhausted: std::sync::OnceLock<String>,
 }
 
 /// One tag's state for the admin route and metrics.
@@ -162,6 +168,7 @@ impl SegmentService {
 
     /// The buffer of `tag`, creating it if the store knows the tag.
     async fn buffer(&self, tag: &str) -> Result<Arc<TagBuffer>, ServiceError> {
+        floe_core::check_tag(tag).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         if let Some(b) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
             return Ok(b.clone());
         }
@@ -201,6 +208,7 @@ impl SegmentService {
                     refilled: Notify::new(),
                     refilling: AtomicBool::new(false),
                     wanted: AtomicU64::new(1),
+                    exhausted: std::sync::OnceLock::new(),
                 })
             })
             .clone()
@@ -227,6 +235,9 @@ impl SegmentService {
                 }
                 Err(SegmentError::Closed) => return Err(ServiceError::Closed),
                 Err(SegmentError::Short { .. }) => {
+                    if let Some(why) = tb.exhausted.get() {
+                        return Err(ServiceError::Exhausted(why.clone()));
+                    }
                     tb.buffer.advance();
                     self.kick(tag, &tb, count);
                     let state = tb.buffer.state();
@@ -241,7 +252,7 @@ impl SegmentService {
                         return Err(Self::unavailable(tag, reason));
                     }
                 }
-                Err(e @ SegmentError::Config(_)) => {
+                Err(e @ (SegmentError::Config(_) | SegmentError::Regressed { .. })) => {
                     return Err(ServiceError::Invalid(e.to_string()))
                 }
             }
@@ -251,7 +262,10 @@ impl SegmentService {
     /// Starts the tag's refill loop unless one runs.
     fn kick(self: &Arc<Self>, tag: &str, tb: &Arc<TagBuffer>, wanted: u64) {
         tb.wanted.fetch_max(wanted, Ordering::AcqRel);
-        if self.closed.load(Ordering::Acquire) || tb.refilling.swap(true, Ordering::AcqRel) {
+        if self.closed.load(Ordering::Acquire)
+            || tb.exhausted.get().is_some()
+            || tb.refilling.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let (this, tb, tag) = (self.clone(), tb.clone(), tag.to_string());
@@ -289,13 +303,31 @@ impl SegmentService {
                         .record(started.elapsed().as_secs_f64());
                     metrics::counter!("floe_segment_refills_total", "tag" => tag.to_string())
                         .increment(1);
-                    tb.buffer.install(segment);
+                    if let Err(e) = tb.buffer.install(segment) {
+                        // The buffer's own witness caught a store that went backwards: the
+                        // range is dropped (never served) and the claim retried; requests get
+                        // "unavailable" meanwhile.
+                        metrics::counter!("floe_segment_refused_total", "tag" => tag.to_string())
+                            .increment(1);
+                        tracing::error!(tag, error = %e, retry_in = ?pause, "segment refused");
+                        tb.refilled.notify_waiters();
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(max);
+                        continue;
+                    }
                     // Served (or about to be): later short requests raise it again.
                     let _ =
                         tb.wanted
                             .compare_exchange(wanted, 1, Ordering::AcqRel, Ordering::Relaxed);
                     tb.refilled.notify_waiters();
                     pause = first;
+                }
+                Err(e @ StoreError::Exhausted { .. }) => {
+                    tracing::error!(tag, error = %e, "segment tag exhausted; no more refills");
+                    let _ = tb.exhausted.set(e.to_string());
+                    tb.buffer.refill_failed(e.to_string());
+                    tb.refilled.notify_waiters();
+                    return;
                 }
                 Err(e) => {
                     metrics::counter!("floe_segment_refill_errors_total", "tag" => tag.to_string())

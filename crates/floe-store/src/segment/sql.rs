@@ -7,7 +7,7 @@ use floe_core::{HandBack, Segment};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{SegmentStore, StoreError, TagRow};
+use super::{check_tag, SegmentStore, StoreError, TagRow};
 use crate::db::{lazy_pool, sqlite_wal, Dialect};
 
 /// Table and column names, so Floe runs on Leaf's, FeatherID's or another existing table.
@@ -99,7 +99,11 @@ impl Default for StoreOptions {
 /// The statements, written once per store.
 #[derive(Debug)]
 struct Statements {
+    /// Moves `max_id` forward by a step, only while the sum stays a BIGINT (and, on SQLite,
+    /// while the column holds an integer): an overflow can never wrap or turn into a REAL.
     claim: String,
+    /// Why a claim matched no row: the row's `max_id` and whether it is an integer.
+    diagnose: String,
     mysql_last_id: &'static str,
     select_one: String,
     select_all: String,
@@ -114,23 +118,42 @@ impl Statements {
         let (t, tag, max, step) = (&s.table, &s.tag_column, &s.max_id_column, &s.step_column);
         let big = d.bigint();
         let cols = format!("{tag}, CAST({max} AS {big}) AS max_id, CAST({step} AS {big}) AS step");
+        // SQLite stores whatever it is given in a column of a table that is not STRICT (an
+        // existing Leaf table, say): a REAL max_id must stop the claim, not be rounded.
+        let is_int = match d {
+            Dialect::Sqlite => format!("typeof({max}) = 'integer'"),
+            _ => "1 = 1".to_string(),
+        };
+        let guard = format!("{tag} = ? AND {max} <= ? AND {is_int}");
         let claim = match d {
             // MariaDB has no UPDATE … RETURNING: LAST_INSERT_ID(expr) keeps the new value for
             // this connection, read right after on the same connection.
             Dialect::MySql => {
-                format!("UPDATE {t} SET {max} = LAST_INSERT_ID({max} + ?) WHERE {tag} = ?")
+                format!("UPDATE {t} SET {max} = LAST_INSERT_ID({max} + ?) WHERE {guard}")
             }
             _ => format!(
-                "UPDATE {t} SET {max} = {max} + ? WHERE {tag} = ? RETURNING CAST({max} AS {big})"
+                "UPDATE {t} SET {max} = {max} + ? WHERE {guard} RETURNING CAST({max} AS {big})"
             ),
         };
-        let (text, int) = match d {
-            Dialect::Sqlite => ("TEXT", "INTEGER"),
-            _ => ("VARCHAR(128)", "BIGINT"),
+        let diagnose = format!(
+            "SELECT CAST({max} AS {big}), CAST(CASE WHEN {is_int} THEN 1 ELSE 0 END AS {big}) FROM {t} WHERE {tag} = ?"
+        );
+        // Tags are compared byte for byte on every store: MariaDB's default collation would
+        // make `Orders` and `orders` one row. SQLite tables are STRICT, so a value that is not
+        // an integer is refused at write time.
+        let (text, int, strict) = match d {
+            Dialect::Sqlite => ("TEXT", "INTEGER", " STRICT"),
+            Dialect::MySql => (
+                "VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+                "BIGINT",
+                "",
+            ),
+            Dialect::Postgres => ("VARCHAR(128)", "BIGINT", ""),
         };
         let sql = |q: String| d.placeholders(&q);
         Statements {
             claim: sql(claim),
+            diagnose: sql(diagnose),
             mysql_last_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)",
             select_one: sql(format!("SELECT {cols} FROM {t} WHERE {tag} = ?")),
             select_all: format!("SELECT {cols} FROM {t} ORDER BY {tag}"),
@@ -138,7 +161,7 @@ impl Statements {
             set_step: sql(format!("UPDATE {t} SET {step} = ? WHERE {tag} = ?")),
             hand_back: sql(format!("UPDATE {t} SET {max} = ? WHERE {tag} = ? AND {max} = ?")),
             create_table: format!(
-                "CREATE TABLE IF NOT EXISTS {t} ({tag} {text} NOT NULL PRIMARY KEY, {max} {int} NOT NULL, {step} {int} NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS {t} ({tag} {text} NOT NULL PRIMARY KEY, {max} {int} NOT NULL CHECK ({max} >= 0), {step} {int} NOT NULL CHECK ({step} >= 1)){strict}"
             ),
         }
     }
@@ -160,6 +183,20 @@ pub struct SqlSegmentStore {
 fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v)
         .map_err(|_| StoreError::Invalid(format!("{what} = {v} is out of range 0..={}", i64::MAX)))
+}
+
+/// The range `[end - step, end)` a claim returned, checked: a store that answers an end below
+/// its step is broken, and the range must not be computed by wrapping arithmetic.
+fn segment_ending(tag: &str, end: i64, step: i64) -> Result<Segment, StoreError> {
+    let start = end.checked_sub(step).filter(|s| *s >= 0).ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "tag `{tag}`: the store returned max_id {end} after adding {step}; the row is corrupt"
+        ))
+    })?;
+    Ok(Segment {
+        start: start as u64,
+        end: end as u64,
+    })
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -230,25 +267,74 @@ impl SqlSegmentStore {
         }
     }
 
-    async fn claim_mysql(&self, tag: &str, step: i64) -> Result<i64, StoreError> {
-        let mut conn = self.timed(self.pool.acquire()).await?;
-        let done = self
+    /// One guarded claim of `step` IDs inside a transaction; `None` when no row matched.
+    ///
+    /// The new end is served only after the commit succeeded: SQLite reports a full disk at
+    /// commit, and a range read from an `UPDATE … RETURNING` whose commit failed was never
+    /// stored, so the next claim would return it again.
+    async fn claim_once(&self, tag: &str, step: i64) -> Result<Option<i64>, StoreError> {
+        let limit = i64::MAX - step;
+        let mut tx = self.timed(self.pool.begin()).await?;
+        let claim = sqlx::query(&self.sql.claim)
+            .bind(step)
+            .bind(tag)
+            .bind(limit);
+        let end = if self.dialect == Dialect::MySql {
+            let done = self.timed(claim.execute(&mut *tx)).await?;
+            if done.rows_affected() == 0 {
+                None
+            } else {
+                let r = self
+                    .timed(sqlx::query(self.sql.mysql_last_id).fetch_one(&mut *tx))
+                    .await?;
+                Some(r.try_get::<i64, _>(0).map_err(unavailable)?)
+            }
+        } else {
+            // fetch_all steps the statement to its end, so its errors are seen here.
+            let rows = self.timed(claim.fetch_all(&mut *tx)).await?;
+            match rows.as_slice() {
+                [] => None,
+                [r] => Some(r.try_get::<i64, _>(0).map_err(unavailable)?),
+                more => {
+                    return Err(StoreError::Invalid(format!(
+                        "tag `{tag}` has {} rows in the segment table; the tag column must be its primary key",
+                        more.len()
+                    )))
+                }
+            }
+        };
+        if end.is_some() {
+            self.timed(tx.commit()).await.map_err(|e| match e {
+                StoreError::Unavailable(m) => {
+                    StoreError::Unavailable(format!("the claim was not committed: {m}"))
+                }
+                other => other,
+            })?;
+        }
+        Ok(end)
+    }
+
+    /// The row's `max_id` and whether the column holds an integer, or `None` for no row.
+    async fn diagnose(&self, tag: &str) -> Result<Option<(i64, bool)>, StoreError> {
+        let r = self
             .timed(
-                sqlx::query(&self.sql.claim)
-                    .bind(step)
+                sqlx::query(&self.sql.diagnose)
                     .bind(tag)
-                    .execute(&mut *conn),
+                    .fetch_optional(&self.pool),
             )
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::UnknownTag(tag.into()));
-        }
-        let r = self
-            .timed(sqlx::query(self.sql.mysql_last_id).fetch_one(&mut *conn))
-            .await?;
-        r.try_get(0).map_err(unavailable)
+        r.map(|r| {
+            let max: i64 = r.try_get(0).map_err(unavailable)?;
+            let int: i64 = r.try_get(1).map_err(unavailable)?;
+            Ok((max, int == 1))
+        })
+        .transpose()
     }
 }
+
+/// Claims racing with other nodes are retried this often before the claim reports
+/// "unavailable"; each retry follows a claim that another node won.
+const CLAIM_ATTEMPTS: usize = 8;
 
 #[async_trait]
 impl SegmentStore for SqlSegmentStore {
@@ -256,30 +342,45 @@ impl SegmentStore for SqlSegmentStore {
         if step == 0 {
             return Err(StoreError::Invalid("step must be at least 1".into()));
         }
-        let step_i = to_i64("step", step)?;
-        let end = if self.dialect == Dialect::MySql {
-            self.claim_mysql(tag, step_i).await?
-        } else {
-            let r = self
-                .timed(
-                    sqlx::query(&self.sql.claim)
-                        .bind(step_i)
-                        .bind(tag)
-                        .fetch_optional(&self.pool),
-                )
-                .await?
-                .ok_or_else(|| StoreError::UnknownTag(tag.into()))?;
-            r.try_get::<i64, _>(0).map_err(unavailable)?
-        };
-        let end = u64::try_from(end)
-            .map_err(|_| StoreError::Invalid(format!("tag `{tag}`: max_id {end} is negative")))?;
-        Ok(Segment {
-            start: end - step,
-            end,
-        })
+        check_tag(tag)?;
+        let full = to_i64("step", step)?;
+        let mut step = full;
+        for _ in 0..CLAIM_ATTEMPTS {
+            if let Some(end) = self.claim_once(tag, step).await? {
+                return segment_ending(tag, end, step);
+            }
+            match self.diagnose(tag).await? {
+                None => return Err(StoreError::UnknownTag(tag.into())),
+                Some((_, false)) => {
+                    return Err(StoreError::Invalid(format!(
+                        "tag `{tag}`: the max_id column holds a value that is not an integer; fix the row (the segment table must hold BIGINT values)"
+                    )))
+                }
+                Some((max, true)) if max < 0 => {
+                    return Err(StoreError::Invalid(format!(
+                        "tag `{tag}`: max_id {max} is negative"
+                    )))
+                }
+                Some((max, true)) if max == i64::MAX => {
+                    return Err(StoreError::Exhausted {
+                        tag: tag.into(),
+                        max_id: max as u64,
+                    })
+                }
+                // Less than a step is left: claim the rest, so every ID up to the limit is
+                // served once.
+                Some((max, true)) if max > i64::MAX - full => step = i64::MAX - max,
+                // Another node moved the row between the claim and the look: try again.
+                Some(_) => step = full,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "tag `{tag}`: {CLAIM_ATTEMPTS} claims in a row lost a race with other nodes"
+        )))
     }
 
     async fn tag(&self, tag: &str) -> Result<Option<TagRow>, StoreError> {
+        check_tag(tag)?;
         let r = self
             .timed(
                 sqlx::query(&self.sql.select_one)
@@ -298,11 +399,7 @@ impl SegmentStore for SqlSegmentStore {
     }
 
     async fn create(&self, tag: &str, start: u64, step: u64) -> Result<TagRow, StoreError> {
-        if tag.is_empty() || tag.len() > 128 {
-            return Err(StoreError::Invalid(format!(
-                "tag `{tag}` is invalid: allowed are 1..=128 bytes"
-            )));
-        }
+        check_tag(tag)?;
         if step == 0 {
             return Err(StoreError::Invalid("step must be at least 1".into()));
         }
@@ -332,6 +429,7 @@ impl SegmentStore for SqlSegmentStore {
     }
 
     async fn set_step(&self, tag: &str, step: u64) -> Result<TagRow, StoreError> {
+        check_tag(tag)?;
         if step == 0 {
             return Err(StoreError::Invalid("step must be at least 1".into()));
         }
