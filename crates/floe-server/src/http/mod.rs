@@ -3,7 +3,10 @@
 
 mod admin;
 mod compat;
+mod listener;
 mod native;
+
+pub(crate) use listener::accept_loop;
 
 use std::sync::Arc;
 use std::time::Instant;
