@@ -21,6 +21,7 @@ mod peers;
 mod segment;
 mod server;
 mod tcp;
+mod throttle;
 
 use std::process::ExitCode;
 

@@ -49,6 +49,12 @@ pub(crate) struct Metrics {
     pub(crate) tcp_rejected: Counter,
     /// Binary TCP connections closed for an idle or frame timeout.
     pub(crate) tcp_timeouts: Counter,
+    /// Open HTTP connections.
+    pub(crate) http_open: Gauge,
+    /// HTTP connections closed at once because `http_max_connections` was reached.
+    pub(crate) http_rejected: Counter,
+    /// HTTP connections closed for a header or idle timeout.
+    pub(crate) http_timeouts: Counter,
     /// Logical time ahead of the wall clock (borrowed ticks), ms.
     pub(crate) clock_drift_ms: Gauge,
     /// Wall clock behind the highest time seen (a rollback), ms.
@@ -102,6 +108,9 @@ pub(crate) fn global() -> &'static Metrics {
             tcp_open: gauge!("floe_tcp_connections_open"),
             tcp_rejected: counter!("floe_tcp_connections_rejected_total"),
             tcp_timeouts: counter!("floe_tcp_connections_timed_out_total"),
+            http_open: gauge!("floe_http_connections_open"),
+            http_rejected: counter!("floe_http_connections_rejected_total"),
+            http_timeouts: counter!("floe_http_connections_timed_out_total"),
             clock_drift_ms: gauge!("floe_clock_drift_ms"),
             clock_behind_ms: gauge!("floe_clock_behind_ms"),
             clock_rollback_exceeded: gauge!("floe_clock_rollback_exceeded"),

@@ -20,6 +20,9 @@ use tracing::{info, warn};
 use crate::config::{Config, SegmentSettings};
 use crate::error::ServerError;
 
+/// How often `/health` looks at an empty tag's refill while waiting for its outcome.
+const HEALTH_POLL: Duration = Duration::from_millis(10);
+
 /// A boxed future, so the trait stays object-safe without an extra dependency.
 pub(crate) type SegmentFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, SegmentError>> + Send + 'a>>;
@@ -139,6 +142,8 @@ impl SegmentService for NotConfigured {
 pub(crate) struct StoreBacked {
     /// The buffers and their refill loops.
     buffers: Arc<Buffers>,
+    /// `segment.wait_timeout`: how long `/health` waits to learn whether an empty tag refills.
+    wait: Duration,
 }
 
 impl SegmentService for StoreBacked {
@@ -158,7 +163,38 @@ impl SegmentService for StoreBacked {
     }
 
     fn remaining<'a>(&'a self, tag: &'a str) -> SegmentFuture<'a, u64> {
-        Box::pin(async move { Ok(self.buffers.remaining(tag).await?) })
+        Box::pin(async move {
+            let left = self.buffers.remaining(tag).await?;
+            if left > 0 {
+                return Ok(left);
+            }
+            // Empty: `remaining` started a refill. "0 left" is only healthy if that refill can
+            // succeed, so wait (as long as a request would) for its outcome.
+            let deadline = tokio::time::Instant::now() + self.wait;
+            loop {
+                let state = self.buffers.states().into_iter().find(|s| s.tag == tag);
+                match state {
+                    Some(s) if s.remaining > 0 => return Ok(s.remaining),
+                    Some(TagState {
+                        last_error: Some(e),
+                        next_ready: false,
+                        ..
+                    }) => {
+                        return Err(SegmentError::Unavailable(format!(
+                            "segment store unavailable for tag `{tag}`: no IDs buffered and the refill failed: {e}"
+                        )))
+                    }
+                    _ => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(SegmentError::Unavailable(format!(
+                        "segment store unavailable for tag `{tag}`: no IDs buffered and no segment arrived within segment.wait_timeout ({})",
+                        humantime::format_duration(self.wait)
+                    )));
+                }
+                tokio::time::sleep(HEALTH_POLL).await;
+            }
+        })
     }
 
     fn tags(&self) -> SegmentFuture<'_, Vec<TagView>> {
@@ -228,7 +264,10 @@ pub(crate) async fn service(config: &Config) -> Result<Arc<dyn SegmentService>, 
         }
     }
     tokio::spawn(prepare(store, buffers.clone(), create_table));
-    Ok(Arc::new(StoreBacked { buffers }))
+    Ok(Arc::new(StoreBacked {
+        buffers,
+        wait: settings.service.wait_timeout,
+    }))
 }
 
 async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentStore>, ServerError> {

@@ -206,13 +206,11 @@ impl Server {
         let token = CancellationToken::new();
         let maintenance = tokio::spawn(maintain_loop(node.clone(), token.clone()));
         let tcp = tokio::spawn(tcp::accept_loop(listeners.tcp, node.clone(), token.clone()));
-        let router = http::router(node.clone());
-        let http_token = token.clone();
-        let mut http = tokio::spawn(async move {
-            axum::serve(listeners.http, router)
-                .with_graceful_shutdown(http_token.cancelled_owned())
-                .await
-        });
+        let mut http = tokio::spawn(http::accept_loop(
+            listeners.http,
+            node.clone(),
+            token.clone(),
+        ));
         info!(tcp = %node.tcp_addr, http = %node.http_addr, layout = %node.generator.load().layout(), "serving");
 
         let timeout = node.config.server.shutdown_timeout;
@@ -224,7 +222,7 @@ impl Server {
             ),
             result = &mut http => {
                 http_done = true;
-                error!("the HTTP listener stopped unexpectedly ({result:?}); shutting down");
+                error!("the HTTP accept loop stopped unexpectedly ({:?}); shutting down", result.err());
             }
             _ = node.fatal.cancelled() => error!("shutting down: the node cannot go on"),
         }
@@ -237,15 +235,26 @@ impl Server {
             error!("the TCP accept loop failed: {e}");
             JoinSet::new()
         });
-        let aborted = drain(&mut conns, deadline).await;
+        let mut http_conns = if http_done {
+            JoinSet::new()
+        } else {
+            http.await.unwrap_or_else(|e| {
+                error!("the HTTP accept loop failed: {e}");
+                JoinSet::new()
+            })
+        };
+        // Both drain against the one deadline, so shutdown takes at most shutdown_timeout.
+        let (aborted, http_aborted) = tokio::join!(
+            drain(&mut conns, deadline),
+            drain(&mut http_conns, deadline)
+        );
         if aborted > 0 {
             warn!(
                 "{aborted} TCP connections still busy after server.shutdown_timeout; closed them"
             );
         }
-        if !http_done && timeout_at(deadline, &mut http).await.is_err() {
-            warn!("HTTP requests still running after server.shutdown_timeout; closed them");
-            http.abort();
+        if http_aborted > 0 {
+            warn!("{http_aborted} HTTP connections still busy after server.shutdown_timeout; closed them");
         }
         if let Err(e) = maintenance.await {
             error!("the maintenance task failed: {e}");

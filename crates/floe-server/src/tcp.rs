@@ -11,7 +11,6 @@
 //! requests before it; v2 gets a status 3 reply and the connection stays open.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tracing::{debug, warn};
 
 use crate::node::{IssueError, Node};
 use crate::segment::SegmentError;
+use crate::throttle::Throttle;
 
 /// Initial read buffer: a few requests; idle connections must stay small (10,000 of them
 /// within 64 MB).
@@ -96,37 +96,6 @@ pub(crate) async fn accept_loop(
         }
     }
     conns
-}
-
-/// A log line that is written at most once a second, so a flood of the same event (rejected
-/// connections, v1 clients reconnecting during a clock rollback) does not flood the log too.
-struct Throttle {
-    /// Unix second of the last line written.
-    last: AtomicU64,
-    /// Events since then that were not logged.
-    suppressed: AtomicU64,
-}
-
-impl Throttle {
-    const fn new() -> Throttle {
-        Throttle {
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(events not logged since the last line)` when a line may be written now.
-    fn allow(&self) -> Option<u64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self.last.swap(now, Ordering::Relaxed) != now {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
 }
 
 fn reject_log(peer: SocketAddr, max: usize) {

@@ -135,6 +135,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Bearer token of the admin routes; `None` disables them (they answer 404).
     pub admin_token: Option<String>,
+    /// HTTP limits: header and body deadlines, keep-alive idle time, connection cap.
+    pub http: HttpLimits,
     /// HTTP addresses (`host:port`) of other nodes, asked at start whether they share this identity.
     pub peers: Vec<String>,
 }
@@ -155,8 +157,22 @@ impl fmt::Debug for ServerConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("peers", &self.peers)
+            .field("http", &self.http)
             .finish()
     }
+}
+
+/// Limits of the HTTP listener, the counterparts of the binary TCP listener's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head must arrive within this long of its first byte (slowloris).
+    pub header_timeout: Duration,
+    /// An admin request body must arrive within this long (a stalled body holds a buffer).
+    pub body_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open HTTP connections beyond this are closed at once, bounding memory and descriptors.
+    pub max_connections: usize,
 }
 
 /// Logging settings.
@@ -399,6 +415,10 @@ struct ServerBuilder {
     shutdown_timeout: Option<Scalar>,
     admin_token: Option<Scalar>,
     peers: Option<List>,
+    http_header_timeout: Option<Scalar>,
+    http_body_timeout: Option<Scalar>,
+    http_idle_timeout: Option<Scalar>,
+    http_max_connections: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -596,17 +616,19 @@ impl Builder {
             None => None,
             Some(v) => {
                 let t = v.text();
-                if t.is_empty() {
-                    None
-                } else if t.len() > 1024 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                // An empty token must not silently disable admin: only an absent key does.
+                // Non-ASCII is refused because clients send header values as bytes in
+                // whatever encoding they like, so such a token could never match reliably.
+                let printable = t.bytes().all(|b| b.is_ascii_graphic());
+                if t.is_empty() || t.len() > 1024 || !printable {
                     return Err(invalid(
                         "server.admin_token",
-                        "<redacted>",
-                        "1..=1024 characters without spaces or control characters",
+                        if t.is_empty() { "\"\"" } else { "<redacted>" },
+                        "1..=1024 ASCII characters without spaces or control characters \
+                         (omit the key to disable the admin routes)",
                     ));
-                } else {
-                    Some(t)
                 }
+                Some(t)
             }
         };
         let peers = s
@@ -648,6 +670,36 @@ impl Builder {
             )?,
             admin_token,
             peers,
+            http: HttpLimits {
+                header_timeout: duration(
+                    "server.http_header_timeout",
+                    &s.http_header_timeout,
+                    Duration::from_secs(10),
+                    Duration::from_millis(10),
+                    hour,
+                )?,
+                body_timeout: duration(
+                    "server.http_body_timeout",
+                    &s.http_body_timeout,
+                    Duration::from_secs(10),
+                    Duration::from_millis(10),
+                    hour,
+                )?,
+                idle_timeout: duration(
+                    "server.http_idle_timeout",
+                    &s.http_idle_timeout,
+                    Duration::from_secs(60),
+                    Duration::from_millis(100),
+                    7 * day,
+                )?,
+                max_connections: int(
+                    "server.http_max_connections",
+                    &s.http_max_connections,
+                    DEFAULT_MAX_CONNECTIONS,
+                    1,
+                    1_000_000,
+                )? as usize,
+            },
         };
 
         let data_dir = text(&self.data_dir, "./data");

@@ -38,6 +38,11 @@ fn defaults() {
     assert_eq!(c.server.max_count, 100_000);
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
     assert!(c.server.admin_token.is_none());
+    let http = c.server.http;
+    assert_eq!(http.header_timeout, Duration::from_secs(10));
+    assert_eq!(http.body_timeout, Duration::from_secs(10));
+    assert_eq!(http.idle_timeout, Duration::from_secs(60));
+    assert_eq!(http.max_connections, 10_000);
     assert_eq!(c.data_dir, PathBuf::from("./data"));
     assert_eq!(c.log.level, LogLevel::Info);
     assert_eq!(c.log.format, LogFormat::Text);
@@ -218,6 +223,30 @@ fn every_bad_value_names_key_value_and_range() {
         (
             "[server]\nadmin_token = \"has space\"",
             &["server.admin_token", "without spaces"],
+        ),
+        (
+            "[server]\nadmin_token = \"\"",
+            &["server.admin_token = \"\"", "omit the key to disable"],
+        ),
+        (
+            "[server]\nadmin_token = \"töken\"",
+            &["server.admin_token = <redacted>", "ASCII"],
+        ),
+        (
+            "[server]\nhttp_max_connections = 0",
+            &["server.http_max_connections = 0", "1..=1000000"],
+        ),
+        (
+            "[server]\nhttp_header_timeout = \"1ms\"",
+            &["server.http_header_timeout = \"1ms\"", "10ms..=1h"],
+        ),
+        (
+            "[server]\nhttp_body_timeout = \"2h\"",
+            &["server.http_body_timeout = \"2h\"", "10ms..=1h"],
+        ),
+        (
+            "[server]\nhttp_idle_timeout = 5",
+            &["server.http_idle_timeout = 5", "100ms..=7days"],
         ),
         (
             "[log]\nlevel = \"loud\"",

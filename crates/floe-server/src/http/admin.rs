@@ -2,24 +2,45 @@
 //!
 //! Without a configured token the admin routes do not exist: they answer 404 like any unknown
 //! route, so an unconfigured node exposes nothing. A missing or wrong token is 401.
+//!
+//! [`gate`] runs before every admin handler and decides before a single body byte is read: an
+//! unauthorised client cannot make the node buffer anything. Authorised bodies are bounded in
+//! size ([`MAX_BODY`], 413) and in time (`server.http_body_timeout`, 408).
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
-use super::{json_response, param, ApiError, Params};
+use super::{json_response, param, ApiError, Params, PathParam};
 use crate::config::{LogLevel, LOG_LEVELS};
 use crate::node::Node;
+
+/// Largest admin request body: the biggest real one (a tag with start and step) is under 200
+/// bytes, and an authorised client still must not make the node hold megabytes.
+pub(super) const MAX_BODY: usize = 64 * 1024;
 
 /// Compares in time independent of where the first difference is, so the token cannot be
 /// guessed byte by byte from response times.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(a.ct_eq(b))
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme is case-insensitive
+/// (RFC 7235 §2.1), so `bearer` and `BEARER` work too.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
 }
 
 /// Checks the bearer token: 404 when admin is disabled, 401 when the token is missing or wrong.
@@ -27,18 +48,70 @@ fn authorize(node: &Node, headers: &HeaderMap, method: &Method, uri: &Uri) -> Re
     let Some(token) = node.config.server.admin_token.as_deref() else {
         return Err(ApiError::not_found(method, uri));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
+    match bearer(headers) {
         Some(g) if same(g.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(unauthorized("the bearer token is wrong")),
         None => Err(unauthorized(
             "admin routes need the header `Authorization: Bearer <server.admin_token>`",
         )),
     }
+}
+
+/// Authorises an admin request, then reads its body within [`MAX_BODY`] and
+/// `server.http_body_timeout`, and hands the handler the buffered body.
+pub(super) async fn gate(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    if let Err(e) = authorize(&node, req.headers(), req.method(), req.uri()) {
+        return e.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large(declared);
+    }
+    let timeout = node.config.server.http.body_timeout;
+    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(None),
+        Ok(Err(e)) => {
+            return ApiError::bad_request(format!("the request body could not be read: {e}"))
+                .into_response()
+        }
+        Err(_) => {
+            let mut response = ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "timeout",
+                message: format!(
+                    "the request body did not arrive within server.http_body_timeout ({})",
+                    humantime::format_duration(timeout)
+                ),
+            }
+            .into_response();
+            // The rest of the body may still be coming: this connection cannot carry another
+            // request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// 413 naming the limit (and the declared length, when the client sent one).
+fn too_large(declared: Option<u64>) -> Response {
+    let given = declared.map_or_else(String::new, |n| format!(" (Content-Length: {n})"));
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "too_large",
+        message: format!("admin request bodies are limited to {MAX_BODY} bytes{given}"),
+    }
+    .into_response()
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -63,13 +136,7 @@ fn apply(node: &Node, level: LogLevel) -> Result<(), ApiError> {
 }
 
 /// `GET /admin/log-level` → `{"level":"info"}`.
-pub(super) async fn get_level(
-    State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    authorize(&node, &headers, &method, &uri)?;
+pub(super) async fn get_level(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &json!({"level": node.log.level().to_string()}),
@@ -87,13 +154,9 @@ struct LevelBody {
 /// `PUT /admin/log-level` with `{"level":"debug"}` or `?level=debug` → `{"level":"debug"}`.
 pub(super) async fn put_level(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
     params: Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&node, &headers, &method, &uri)?;
     let text = match param(&params, "level") {
         Some(t) => t.to_owned(),
         None if body.iter().all(u8::is_ascii_whitespace) => {
@@ -133,12 +196,8 @@ struct FeatherLevel {
 /// FeatherID's `GET|POST /api/v1/log/level?level=L`; without `level` it reports the current one.
 pub(super) async fn feather_level(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
     params: Params,
 ) -> Result<Response, ApiError> {
-    authorize(&node, &headers, &method, &uri)?;
     if let Some(text) = param(&params, "level") {
         match parse_level(text) {
             Ok(level) => apply(&node, level)?,
@@ -170,13 +229,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T,
 }
 
 /// `GET /admin/tags` → `{"tags":[{"tag","max_id","step","buffer":{…}|null}]}`.
-pub(super) async fn list_tags(
-    State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    authorize(&node, &headers, &method, &uri)?;
+pub(super) async fn list_tags(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let tags = node.segments.tags().await?;
     Ok(json_response(StatusCode::OK, &json!({ "tags": tags })))
 }
@@ -196,12 +249,8 @@ struct CreateTag {
 /// `POST /admin/tags` with `{"tag":"orders","start":1000,"step":2000}` → 201 and the row.
 pub(super) async fn create_tag(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&node, &headers, &method, &uri)?;
     let req: CreateTag = body(&bytes, r#"{"tag":"orders","start":1,"step":1000}"#)?;
     let default_step = node
         .config
@@ -231,13 +280,9 @@ struct SetStep {
 /// `PUT /admin/tags/{tag}` with `{"step":5000}` → the row.
 pub(super) async fn set_step(
     State(node): State<Arc<Node>>,
-    Path(tag): Path<String>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
+    PathParam(tag): PathParam,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&node, &headers, &method, &uri)?;
     let req: SetStep = body(&bytes, r#"{"step":5000}"#)?;
     let row = node.segments.set_step(&tag, req.step).await?;
     tracing::info!(tag = %row.tag, step = row.step, "step changed through the admin API");
@@ -246,7 +291,25 @@ pub(super) async fn set_step(
 
 #[cfg(test)]
 mod tests {
-    use super::same;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    use super::{bearer, same};
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let of = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+            bearer(&h).map(str::to_owned)
+        };
+        for v in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR  tok "] {
+            assert_eq!(of(v).as_deref(), Some("tok"), "{v}");
+        }
+        for v in ["Basic tok", "Bearertok", "tok", "Bear tok"] {
+            assert_eq!(of(v), None, "{v}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn token_comparison() {

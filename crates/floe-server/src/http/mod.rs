@@ -3,12 +3,16 @@
 
 mod admin;
 mod compat;
+mod listener;
 mod native;
+
+pub(crate) use listener::accept_loop;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,22 +25,8 @@ use crate::segment::SegmentError;
 
 /// The router of one node.
 pub(crate) fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/v1/snowflake", get(native::snowflake))
-        .route("/v1/segment/{tag}", get(native::segment))
-        .route("/v1/decode/{id}", get(native::decode))
-        .route("/v1/info", get(native::info))
-        .route("/healthz", get(native::healthz))
-        .route("/readyz", get(native::readyz))
-        .route("/metrics", get(native::metrics))
-        // The originals registered plain handlers that answer every method.
-        .route("/alloc", any(compat::alloc))
-        .route("/health", any(compat::health))
-        .route("/api/v1/id", any(compat::feather_id))
-        .route("/api/v1/id/batch", any(compat::feather_batch))
-        .route("/api/segment/get/{key}", any(compat::leaf_segment))
-        .route("/api/snowflake/get/{key}", any(compat::leaf_snowflake))
-        .route("/decodeSnowflakeId", any(compat::leaf_decode))
+    // Authorised (and the body bounded) before any handler, so before any body byte is read.
+    let admin = Router::new()
         .route(
             "/admin/log-level",
             get(admin::get_level).put(admin::put_level),
@@ -47,6 +37,29 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
             "/api/v1/log/level",
             get(admin::feather_level).post(admin::feather_level),
         )
+        .route_layer(middleware::from_fn_with_state(node.clone(), admin::gate));
+    let native = Router::new()
+        .route("/v1/snowflake", get(native::snowflake))
+        .route("/v1/segment/{tag}", get(native::segment))
+        .route("/v1/decode/{id}", get(native::decode))
+        .route("/v1/info", get(native::info))
+        .route("/healthz", get(native::healthz))
+        .route("/readyz", get(native::readyz))
+        .route("/metrics", get(native::metrics))
+        .merge(admin)
+        .route_layer(middleware::from_fn(json_errors));
+    // The originals registered plain handlers that answer every method, and keep their own
+    // error shapes (Leaf's are plain text), so they get no JSON error mapping.
+    let compat = Router::new()
+        .route("/alloc", any(compat::alloc))
+        .route("/health", any(compat::health))
+        .route("/api/v1/id", any(compat::feather_id))
+        .route("/api/v1/id/batch", any(compat::feather_batch))
+        .route("/api/segment/get/{key}", any(compat::leaf_segment))
+        .route("/api/snowflake/get/{key}", any(compat::leaf_snowflake))
+        .route("/decodeSnowflakeId", any(compat::leaf_decode));
+    native
+        .merge(compat)
         .route_layer(middleware::from_fn_with_state(node.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -65,6 +78,70 @@ async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Respo
     node.metrics
         .http_request(route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// Largest error body of axum's own rejections that [`json_errors`] rewrites; theirs are one line.
+const MAX_REJECTION_BODY: usize = 4096;
+
+/// Rewrites any error response that is not JSON (axum's extractor rejections are plain text)
+/// into the documented `{"error":{"code":…,"message":…}}` body, keeping the status and the
+/// message, so a native or admin client parses every error the same way.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::TOO_MANY_REQUESTS => "over_limit",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let text = axum::body::to_bytes(response.into_body(), MAX_REJECTION_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError {
+        status,
+        code,
+        message,
+    }
+    .into_response()
+}
+
+/// One path parameter as text; a parameter that is not UTF-8 once percent-decoded
+/// (`/v1/segment/%FF`) is a JSON 400 naming it, not axum's plain-text rejection.
+pub(crate) struct PathParam(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(text)) => Ok(PathParam(text)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the path {:?} has a bad parameter: {} (parameters must be UTF-8 once percent-decoded)",
+                parts.uri.path(),
+                e.body_text()
+            ))),
+        }
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

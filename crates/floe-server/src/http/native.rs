@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::json;
 
-use super::{json_response, param, parse_count, ApiError, Params};
+use super::{json_response, param, parse_count, ApiError, Params, PathParam};
 use crate::node::Node;
 
 /// `{"ids":[…]}`, serialised straight to bytes (a 100,000-ID reply builds no JSON tree).
@@ -87,7 +87,7 @@ pub(super) async fn snowflake(
 /// `GET /v1/segment/{tag}?count=N` → `{"tag":…,"ids":[…]}`.
 pub(super) async fn segment(
     State(node): State<Arc<Node>>,
-    Path(tag): Path<String>,
+    PathParam(tag): PathParam,
     params: Params,
 ) -> Result<Response, ApiError> {
     let max = node.config.server.max_count;
@@ -128,7 +128,7 @@ pub(super) fn parse_id(text: &str) -> Option<u64> {
 /// `GET /v1/decode/{id}` → every field of the ID under the configured layout.
 pub(super) async fn decode(
     State(node): State<Arc<Node>>,
-    Path(text): Path<String>,
+    PathParam(text): PathParam,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&text).ok_or_else(|| {
         ApiError::bad_request(format!(
