@@ -56,6 +56,11 @@ const KEEP_WHILE_BUSY: usize = 64 * 1024;
 const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the client to read its last replies.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long the accept loop pauses after an accept failed for want of file descriptors or
+/// memory: long enough not to spin, short enough to pick up a freed descriptor soon.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one accept-failure line per this long.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Why a connection whose client stopped reading was closed.
 const WRITE_TIMED_OUT: &str = "replies not read by the client within server.write_timeout";
 
@@ -69,6 +74,7 @@ pub(crate) async fn accept_loop(
     // Bounds open connections; a permit travels with each connection task.
     let limit = Arc::new(Semaphore::new(node.config.server.max_connections));
     let mut conns = JoinSet::new();
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             biased;
@@ -93,15 +99,54 @@ pub(crate) async fn accept_loop(
                     }
                 },
                 Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning, and let
-                    // the connections that hold them finish.
-                    warn!("accepting a TCP connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    node.metrics.tcp_accept_failures.increment(1);
+                    failures.failed(&e);
+                    // Out of file descriptors the same error repeats until a connection
+                    // closes: back off instead of spinning, and let the connections that hold
+                    // them finish. Other errors concern one connection (ECONNABORTED).
+                    let pause = if crate::limits::is_exhaustion(&e) {
+                        ACCEPT_BACKOFF
+                    } else {
+                        Duration::from_millis(1)
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
         }
     }
     conns
+}
+
+/// Rate-limits the accept-failure log of the accept loop (its only user, so no atomics): on
+/// EMFILE every accept fails, and a line per failure would flood the log while it lasts.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// When the last line was written.
+    logged_at: Option<Instant>,
+    /// Failures since then that were not logged.
+    not_logged: u64,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        if self.logged_at.is_some_and(|t| now < t + ACCEPT_LOG_EVERY) {
+            self.not_logged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.not_logged);
+        let since = self.logged_at.replace(now);
+        if since.is_some() && more > 0 {
+            warn!(
+                "accepting a TCP connection failed: {e} ({more} more failures since the last line, counted in floe_accept_failures_total)"
+            );
+        } else {
+            warn!("accepting a TCP connection failed: {e}");
+        }
+    }
 }
 
 /// A log line that is written at most once a second, so a flood of the same event (rejected

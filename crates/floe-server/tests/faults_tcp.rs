@@ -257,3 +257,88 @@ async fn a_client_that_half_closes_gets_every_reply_then_eof() {
     assert!(closed_without_bytes(&mut s).await);
     server.stop().await.0.unwrap();
 }
+
+/// The soft open-files limit of this process.
+fn open_files_limit() -> rustix::process::Rlimit {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+}
+
+/// Sets the soft open-files limit of this process, keeping the hard one.
+fn set_open_files_soft(soft: Option<u64>) {
+    let limit = open_files_limit();
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: soft,
+            maximum: limit.maximum,
+        },
+    )
+    .expect("set RLIMIT_NOFILE");
+}
+
+#[tokio::test]
+async fn the_open_files_limit_is_raised_to_the_hard_limit_at_start() {
+    let _serial = serial().await;
+    let hard = open_files_limit().maximum;
+    // Like a login shell's soft default, below what max_connections needs.
+    set_open_files_soft(Some(hard.map_or(1024, |h| h.min(1024) - 1)));
+    let server = TestServer::start(config()).await;
+    assert_eq!(open_files_limit().current, hard);
+    server.stop().await.0.unwrap();
+}
+
+#[tokio::test]
+async fn accept_failures_on_fd_exhaustion_back_off_are_counted_and_recover() {
+    let _serial = serial().await;
+    let server = TestServer::start(config()).await;
+    let before = metric(&server, "floe_accept_failures_total{listener=\"tcp\"}")
+        .await
+        .unwrap_or(0.0);
+
+    // Leave this process a handful of free descriptors, then connect until none is left: the
+    // kernel completes the handshakes, and the server's accepts fail with EMFILE.
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    set_open_files_soft(Some(open + 8));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect(server.tcp).await {
+            Ok(s) => clients.push(s),
+            Err(_) => break,
+        }
+    }
+    let exhausted = Duration::from_millis(600);
+    tokio::time::sleep(exhausted).await;
+    set_open_files_soft(open_files_limit().maximum);
+
+    let failures = metric(&server, "floe_accept_failures_total{listener=\"tcp\"}")
+        .await
+        .unwrap_or(0.0)
+        - before;
+    eprintln!("{failures} accept failures counted in {exhausted:?} of fd exhaustion");
+    assert!(failures >= 1.0, "no accept failure counted");
+    // One try per ACCEPT_BACKOFF (100 ms), not a spinning loop.
+    assert!(
+        failures <= 10.0,
+        "{failures} accept failures in {exhausted:?}: the loop spins"
+    );
+
+    // Once descriptors are free again, the queued clients and new ones are served.
+    let deadline = Instant::now() + WAIT;
+    for mut s in clients.into_iter().chain([connect(server.tcp).await]) {
+        loop {
+            s.write_all(&[0, 0]).await.unwrap();
+            let mut id = [0u8; 8];
+            match tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut id)).await {
+                Ok(Ok(_)) => break,
+                // A connection whose accept failed may have been reset; a fresh one is served.
+                Ok(Err(_)) => s = connect(server.tcp).await,
+                Err(_) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not served after the fds came back"
+            );
+        }
+    }
+    server.stop().await.0.unwrap();
+}
