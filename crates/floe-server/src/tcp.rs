@@ -2,13 +2,23 @@
 //!
 //! Each connection is bound to one generator lane (round-robin), so a client sees increasing
 //! IDs. A read decodes every complete frame in the buffer, encodes all their replies into one
-//! buffer and writes it with one `write_all`: pipelined requests cost one syscall, and replies
-//! keep request order. While a reply is being written nothing is read, which is the
-//! back-pressure: a client that does not read its replies stops being served.
+//! buffer and hands it to the socket with one non-blocking write: pipelined requests cost one
+//! syscall per read batch, and replies keep request order.
+//!
+//! Memory per connection is bounded. Unsent replies are capped at [`WRITE_CAP`] (1 MiB): a
+//! frame is decoded only while the largest reply it can get still fits (one reply is always
+//! allowed, so a single reply above the cap is possible only with `server.max_count` raised).
+//! Over the cap nothing more is read or decoded (back-pressure: the read buffer holds at most
+//! one read's worth of requests), the connection waits for the socket to take its output, and a
+//! connection whose writes make no progress for `server.write_timeout` is closed.
 //!
 //! v1 has no error reply, so when the generator cannot issue IDs (clock rollback beyond
 //! tolerance, shutdown, high-water failure) a v1 connection is closed after the replies to the
-//! requests before it; v2 gets a status 3 reply and the connection stays open.
+//! requests before it; v2 gets a status 3 reply and the connection stays open. Whenever a
+//! connection is closed with replies owed (a v1 "unavailable", an unknown command byte, the
+//! client's EOF, shutdown), they are written first, then the server half-closes and drains the
+//! input for up to [`LINGER`]: closing with unread input would send a reset, which destroys the
+//! replies still in the client's receive buffer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
