@@ -14,6 +14,7 @@ pub mod config;
 mod error;
 mod http;
 mod lease;
+mod limits;
 mod logging;
 mod metrics;
 mod node;

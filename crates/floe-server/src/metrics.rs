@@ -47,7 +47,7 @@ pub(crate) struct Metrics {
     pub(crate) tcp_open: Gauge,
     /// Binary TCP connections closed at once because `max_connections` was reached.
     pub(crate) tcp_rejected: Counter,
-    /// Binary TCP connections closed for an idle or frame timeout.
+    /// Binary TCP connections closed for an idle, frame or write timeout.
     pub(crate) tcp_timeouts: Counter,
     /// Open HTTP connections.
     pub(crate) http_open: Gauge,
@@ -55,6 +55,10 @@ pub(crate) struct Metrics {
     pub(crate) http_rejected: Counter,
     /// HTTP connections closed for a header or idle timeout.
     pub(crate) http_timeouts: Counter,
+    /// Failed `accept` calls of the binary TCP listener (EMFILE when out of file descriptors).
+    pub(crate) tcp_accept_failures: Counter,
+    /// Failed `accept` calls of the HTTP listener.
+    pub(crate) http_accept_failures: Counter,
     /// Logical time ahead of the wall clock (borrowed ticks), ms.
     pub(crate) clock_drift_ms: Gauge,
     /// Wall clock behind the highest time seen (a rollback), ms.
@@ -111,6 +115,8 @@ pub(crate) fn global() -> &'static Metrics {
             http_open: gauge!("floe_http_connections_open"),
             http_rejected: counter!("floe_http_connections_rejected_total"),
             http_timeouts: counter!("floe_http_connections_timed_out_total"),
+            tcp_accept_failures: counter!("floe_accept_failures_total", "listener" => "tcp"),
+            http_accept_failures: counter!("floe_accept_failures_total", "listener" => "http"),
             clock_drift_ms: gauge!("floe_clock_drift_ms"),
             clock_behind_ms: gauge!("floe_clock_behind_ms"),
             clock_rollback_exceeded: gauge!("floe_clock_rollback_exceeded"),

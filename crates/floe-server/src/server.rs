@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::node::{entropy, Node};
-use crate::{http, lease, logging, metrics, peers, segment, tcp};
+use crate::{http, lease, limits, logging, metrics, peers, segment, tcp};
 use arc_swap::ArcSwap;
 
 /// How often the high-water mark is extended ahead of need and the clock metrics refreshed;
@@ -108,6 +108,7 @@ impl Server {
     pub async fn start(config: Config, listeners: Listeners) -> Result<Server, ServerError> {
         let metrics = metrics::global();
         let log = logging::control(config.log.level);
+        limits::raise_open_files(config.server.max_connections);
         let tcp_addr = listeners.tcp_addr()?;
         let http_addr = listeners.http_addr()?;
         let instance = format!("{:016x}", entropy());

@@ -2,24 +2,37 @@
 //!
 //! Each connection is bound to one generator lane (round-robin), so a client sees increasing
 //! IDs. A read decodes every complete frame in the buffer, encodes all their replies into one
-//! buffer and writes it with one `write_all`: pipelined requests cost one syscall, and replies
-//! keep request order. While a reply is being written nothing is read, which is the
-//! back-pressure: a client that does not read its replies stops being served.
+//! buffer and hands it to the socket with one non-blocking write: pipelined requests cost one
+//! syscall per read batch, and replies keep request order.
+//!
+//! Memory per connection is bounded. Unsent replies are capped at [`WRITE_CAP`] (1 MiB): a
+//! frame is decoded only while the largest reply it can get still fits (one reply is always
+//! allowed, so a single reply above the cap is possible only with `server.max_count` raised).
+//! Over the cap nothing more is read or decoded (back-pressure: the read buffer holds at most
+//! one read's worth of requests), the connection waits for the socket to take its output, and a
+//! connection whose writes make no progress for `server.write_timeout` is closed.
 //!
 //! v1 has no error reply, so when the generator cannot issue IDs (clock rollback beyond
 //! tolerance, shutdown, high-water failure) a v1 connection is closed after the replies to the
-//! requests before it; v2 gets a status 3 reply and the connection stays open.
+//! requests before it; v2 gets a status 3 reply and the connection stays open. Whenever a
+//! connection is closed with replies owed (a v1 "unavailable", an unknown command byte, the
+//! client's EOF, shutdown), they are written first, then the server half-closes and drains the
+//! input for up to [`LINGER`]: closing with unread input would send a reset, which destroys the
+//! replies still in the client's receive buffer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use std::io::ErrorKind;
+
+use bytes::{Buf, BytesMut};
 use floe_proto::{
     encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_ok, Op, ProtoError, Request,
-    ServerCodec, Status, V2Request,
+    ServerCodec, Status, V2Request, MAX_MESSAGE_LEN, V1_CMD_BATCH, V1_CMD_SINGLE, V2_MAGIC,
+    V2_REPLY_HEADER_LEN,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -32,14 +45,18 @@ use crate::node::{IssueError, Node};
 use crate::segment::SegmentError;
 use crate::throttle::Throttle;
 
+/// Why a connection whose client stopped reading was closed.
+const WRITE_TIMED_OUT: &str = "replies not read by the client within server.write_timeout";
+
 /// Initial read buffer: a few requests; idle connections must stay small (10,000 of them
 /// within 64 MB).
 const READ_INITIAL: usize = 128;
 /// Largest read buffer growth step, reached only while a client pipelines heavily.
 const READ_MAX_STEP: usize = 64 * 1024;
-/// Replies buffered beyond this are written before more frames are decoded: the bound on
-/// memory per connection for a deep pipeline.
-const WRITE_FLUSH_AT: usize = 1024 * 1024;
+/// Most reply bytes a connection holds unsent. A frame is decoded only while the largest reply
+/// it can produce still fits, so a client that pipelines without reading costs at most this
+/// much (or one reply, when a single reply is larger: `server.max_count` above 131,000).
+const WRITE_CAP: usize = 1024 * 1024;
 /// Buffers above this capacity are released whenever the connection waits for a request: a v1
 /// batch of 255 IDs leaves 4 KB of buffers, which over 10,000 idle connections would be 40 MB
 /// (and freed heap memory stays resident, so they must not even pile up at once).
@@ -52,6 +69,9 @@ const KEEP_WHILE_BUSY: usize = 64 * 1024;
 const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the client to read its last replies.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long the accept loop pauses after an accept failed for want of file descriptors or
+/// memory: long enough not to spin, short enough to pick up a freed descriptor soon.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts connections until `shutdown`, then returns the live ones so the caller can let them
 /// finish within the shutdown bound.
@@ -87,10 +107,23 @@ pub(crate) async fn accept_loop(
                     }
                 },
                 Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning, and let
-                    // the connections that hold them finish.
-                    warn!("accepting a TCP connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    node.metrics.tcp_accept_failures.increment(1);
+                    static THROTTLE: Throttle = Throttle::new();
+                    if let Some(more) = THROTTLE.allow() {
+                        warn!("accepting a TCP connection failed: {e} ({more} more failures not logged; all counted in floe_accept_failures_total)");
+                    }
+                    // Out of file descriptors the same error repeats until a connection
+                    // closes: back off instead of spinning, and let the connections that hold
+                    // them finish. Other errors concern one connection (ECONNABORTED).
+                    let pause = if crate::limits::is_exhaustion(&e) {
+                        ACCEPT_BACKOFF
+                    } else {
+                        Duration::from_millis(1)
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
         }
@@ -116,9 +149,12 @@ enum Close {
     UnknownCommand(u8),
     /// The generator could not serve a v1 request, which has no error reply.
     V1Unavailable(String),
+    /// A frame the decoder cannot delimit; the replies before it are still owed.
+    Malformed(String),
     /// Reading or writing failed.
     Io(std::io::Error),
-    /// No complete request for `idle_timeout`, or a partial frame for `frame_timeout`.
+    /// No complete request for `idle_timeout`, a partial frame for `frame_timeout`, or no
+    /// write progress for `write_timeout`.
     Timeout(&'static str),
     /// Graceful shutdown.
     Shutdown,
@@ -202,31 +238,51 @@ impl Connection {
                     );
                 }
             }
+            Close::Malformed(m) => {
+                debug!(peer = %self.peer, "TCP connection closed: malformed frame: {m}")
+            }
             Close::Io(e) => debug!(peer = %self.peer, "TCP connection closed: {e}"),
             Close::Timeout(what) => {
                 self.node.metrics.tcp_timeouts.increment(1);
                 debug!(peer = %self.peer, "TCP connection closed: {what}")
             }
         }
-        if matches!(reason, Close::Shutdown) {
-            self.linger().await;
+        match reason {
+            // The replies to the frames read before the end are owed: write them, then end
+            // the stream cleanly, so that a reset does not destroy them in the client's
+            // receive buffer.
+            Close::Eof
+            | Close::Shutdown
+            | Close::UnknownCommand(_)
+            | Close::V1Unavailable(_)
+            | Close::Malformed(_) => {
+                if self.flush().await.is_ok() {
+                    self.linger().await;
+                }
+            }
+            // A broken socket, or a client that does not read or send: nothing to save.
+            Close::Io(_) | Close::Timeout(_) => {}
         }
     }
 
     async fn serve(&mut self) -> Close {
-        let idle = self.node.config.server.idle_timeout;
-        let frame = self.node.config.server.frame_timeout;
+        let server = &self.node.config.server;
+        let (idle, frame, write) = (
+            server.idle_timeout,
+            server.frame_timeout,
+            server.write_timeout,
+        );
         let mut last_request = Instant::now();
+        // When the unsent replies were last all written: the idle timeout counts from the
+        // later of this and the last request, so time spent serving a slow reader is not idle.
+        let mut drained_at = Instant::now();
+        // When the unsent replies last made progress (or appeared): the write deadline.
+        let mut last_write = Instant::now();
         let mut partial_since: Option<Instant> = None;
         let mut release_at: Option<Instant> = None;
         loop {
-            let processed = self.process().await;
-            // Replies to the requests before a failure are still owed.
-            if let Err(e) = self.flush().await {
-                return Close::Io(e);
-            }
-            let handled = match processed {
-                Ok(n) => n,
+            let (handled, output_full) = match self.process().await {
+                Ok(progress) => progress,
                 Err(close) => return close,
             };
             let now = Instant::now();
@@ -234,6 +290,33 @@ impl Connection {
                 last_request = now;
                 partial_since = None;
             }
+            // One write per read batch, without waiting: what the socket does not take now
+            // waits for the next readiness, while more requests are read.
+            let pending_before = self.wbuf.len();
+            match self.write_some() {
+                Ok(0) if pending_before > 0 => {}
+                Ok(_) => last_write = now,
+                Err(e) => return Close::Io(e),
+            }
+            if pending_before > 0 && self.wbuf.is_empty() {
+                drained_at = now;
+            }
+
+            if output_full {
+                if !self.output_full() {
+                    // The write made room: answer the next frames already read.
+                    continue;
+                }
+                // Over the cap: read and decode nothing more until the client takes some of
+                // its replies (back-pressure), and give up on it after write_timeout.
+                self.release_scratch();
+                match timeout_at(last_write + write, self.stream.writable()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => return Close::Io(e),
+                    Err(_) => return Close::Timeout(WRITE_TIMED_OUT),
+                }
+            }
+
             if self.rbuf.is_empty() {
                 partial_since = None;
             } else if partial_since.is_none() {
@@ -247,26 +330,46 @@ impl Connection {
                 release_at = Some(now + RELEASE_AFTER);
             }
 
-            let idle_deadline = last_request + idle;
+            let pending = !self.wbuf.is_empty();
+            // While replies are pending the write deadline governs, not the idle one.
+            let idle_deadline = (!pending).then(|| last_request.max(drained_at) + idle);
+            let write_deadline = pending.then(|| last_write + write);
             let frame_deadline = partial_since.map(|t| t + frame);
-            let mut deadline = frame_deadline.map_or(idle_deadline, |f| f.min(idle_deadline));
-            if let Some(r) = release_at {
-                deadline = deadline.min(r);
-            }
+            let deadline = [idle_deadline, write_deadline, frame_deadline, release_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + idle);
             self.make_room();
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Close::Shutdown,
-                read = timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)) => match read {
-                    Ok(Ok(0)) => return Close::Eof,
+                ready = timeout_at(deadline, self.stream.ready(interest)) => match ready {
+                    // Writable needs nothing here: the top of the loop writes.
+                    Ok(Ok(ready)) if ready.is_readable() || ready.is_read_closed() => {
+                        match self.stream.try_read_buf(&mut self.rbuf) {
+                            Ok(0) => return Close::Eof,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(e) => return Close::Io(e),
+                        }
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Close::Io(e),
                     Err(_) => {
                         let now = Instant::now();
+                        if write_deadline.is_some_and(|w| now >= w) {
+                            return Close::Timeout(WRITE_TIMED_OUT);
+                        }
                         if frame_deadline.is_some_and(|f| now >= f) {
                             return Close::Timeout("partial frame not completed within server.frame_timeout");
                         }
-                        if now >= idle_deadline {
+                        if idle_deadline.is_some_and(|i| now >= i) {
                             return Close::Timeout("no request within server.idle_timeout");
                         }
                         // Only the quiet period ended: give back the large buffers.
@@ -278,21 +381,21 @@ impl Connection {
         }
     }
 
-    /// Decodes and answers every complete frame in the read buffer; returns how many.
-    async fn process(&mut self) -> Result<usize, Close> {
+    /// Decodes and answers the complete frames in the read buffer, stopping early when the next
+    /// reply might not fit under [`WRITE_CAP`]; returns how many it answered and whether it
+    /// stopped early.
+    async fn process(&mut self) -> Result<(usize, bool), Close> {
         let mut handled = 0;
         loop {
+            if self.output_full() {
+                return Ok((handled, true));
+            }
             let item = match self.codec.decode(&mut self.rbuf) {
                 Ok(Some(item)) => item,
-                Ok(None) => return Ok(handled),
+                Ok(None) => return Ok((handled, false)),
                 Err(ProtoError::UnknownCommand(b)) => return Err(Close::UnknownCommand(b)),
                 Err(ProtoError::Io(e)) => return Err(Close::Io(e)),
-                Err(e) => {
-                    return Err(Close::Io(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        e.to_string(),
-                    )))
-                }
+                Err(e) => return Err(Close::Malformed(e.to_string())),
             };
             handled += 1;
             match item {
@@ -304,9 +407,37 @@ impl Connection {
                     self.v2_error(rejection.req_id, rejection.status, &rejection.message);
                 }
             }
-            if self.wbuf.len() >= WRITE_FLUSH_AT {
-                self.flush().await.map_err(Close::Io)?;
+        }
+    }
+
+    /// Whether the reply to the next frame might take the unsent replies over [`WRITE_CAP`].
+    /// With nothing pending one reply is always allowed, however large, so every request is
+    /// answered.
+    fn output_full(&self) -> bool {
+        !self.wbuf.is_empty() && self.wbuf.len() + self.next_reply_bound() > WRITE_CAP
+    }
+
+    /// The largest reply the frame at the start of the read buffer can get, read from its
+    /// header without decoding it: a few byte loads, no allocation. Assumes the worst where
+    /// the header is not complete yet.
+    fn next_reply_bound(&self) -> usize {
+        let max_count = self.codec.max_count();
+        match self.rbuf.first() {
+            None => 0,
+            Some(&V1_CMD_SINGLE) => 8,
+            Some(&V1_CMD_BATCH) => {
+                1 + 8 * usize::from(self.rbuf.get(1).copied().unwrap_or(u8::MAX))
             }
+            Some(&V2_MAGIC) => {
+                let count = match self.rbuf.get(6..10) {
+                    Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]).min(max_count),
+                    _ => max_count,
+                };
+                // An error reply's message is cut at MAX_MESSAGE_LEN.
+                V2_REPLY_HEADER_LEN + (8 * count as usize).max(MAX_MESSAGE_LEN)
+            }
+            // Not a request: the decoder closes the connection on it.
+            Some(_) => 0,
         }
     }
 
@@ -431,13 +562,34 @@ impl Connection {
         let _ = encode_v2_error(req_id, status, message, &mut self.wbuf);
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
+    /// Writes what the socket takes now without waiting; returns how many bytes.
+    fn write_some(&mut self) -> std::io::Result<usize> {
         if self.wbuf.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let result = self.stream.write_all(&self.wbuf).await;
-        self.wbuf.clear();
-        result
+        match self.stream.try_write(&self.wbuf) {
+            Ok(n) => {
+                self.wbuf.advance(n);
+                Ok(n)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes every pending reply, failing when a write makes no progress for
+    /// `server.write_timeout`: a closing connection owes its replies, but not forever.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let write = self.node.config.server.write_timeout;
+        while !self.wbuf.is_empty() {
+            match tokio::time::timeout(write, self.stream.write(&self.wbuf)).await {
+                Ok(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => self.wbuf.advance(n),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(std::io::Error::new(ErrorKind::TimedOut, WRITE_TIMED_OUT)),
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure the next read has room, growing with the client's pipelining depth.
@@ -468,10 +620,19 @@ impl Connection {
             small.extend_from_slice(&self.rbuf);
             self.rbuf = small;
         }
-        if release(self.wbuf.capacity()) {
+        // Pending replies are kept, whatever their size.
+        if self.wbuf.is_empty() && release(self.wbuf.capacity()) {
             self.wbuf = BytesMut::new();
         }
         if release(self.ids.capacity() * 8) {
+            self.ids = Vec::new();
+        }
+    }
+
+    /// Drops the scratch space of one request's IDs while the connection waits for its client
+    /// to read: a stalled connection then holds only its unsent replies.
+    fn release_scratch(&mut self) {
+        if self.ids.capacity() * 8 > KEEP_WHILE_IDLE {
             self.ids = Vec::new();
         }
     }

@@ -129,6 +129,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// A partial frame must complete within this long (defends against slowloris).
     pub frame_timeout: Duration,
+    /// A binary TCP connection whose pending replies make no write progress for this long is
+    /// closed (a client that stopped reading must not hold its memory and slot forever).
+    pub write_timeout: Duration,
     /// Most IDs one request may ask for.
     pub max_count: u32,
     /// How long graceful shutdown waits for in-flight requests.
@@ -150,6 +153,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
             .field("frame_timeout", &self.frame_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_count", &self.max_count)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field(
@@ -411,6 +415,7 @@ struct ServerBuilder {
     max_connections: Option<Scalar>,
     idle_timeout: Option<Scalar>,
     frame_timeout: Option<Scalar>,
+    write_timeout: Option<Scalar>,
     max_count: Option<Scalar>,
     shutdown_timeout: Option<Scalar>,
     admin_token: Option<Scalar>,
@@ -654,6 +659,13 @@ impl Builder {
             )? as usize,
             idle_timeout,
             frame_timeout,
+            write_timeout: duration(
+                "server.write_timeout",
+                &s.write_timeout,
+                Duration::from_secs(10),
+                Duration::from_millis(10),
+                hour,
+            )?,
             max_count: int(
                 "server.max_count",
                 &s.max_count,

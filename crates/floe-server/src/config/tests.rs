@@ -35,6 +35,7 @@ fn defaults() {
     assert_eq!(c.server.max_connections, 10_000);
     assert_eq!(c.server.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.server.frame_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.write_timeout, Duration::from_secs(10));
     assert_eq!(c.server.max_count, 100_000);
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
     assert!(c.server.admin_token.is_none());
@@ -199,6 +200,10 @@ fn every_bad_value_names_key_value_and_range() {
         (
             "[server]\nframe_timeout = \"1ms\"",
             &["server.frame_timeout", "10ms..=1h"],
+        ),
+        (
+            "[server]\nwrite_timeout = \"2h\"",
+            &["server.write_timeout = \"2h\"", "10ms..=1h"],
         ),
         (
             "[server]\ntcp_listen = \"nonsense\"",

@@ -97,9 +97,10 @@ pub(crate) async fn accept_loop(
                     }
                 },
                 Err(e) => {
+                    node.metrics.http_accept_failures.increment(1);
                     static THROTTLE: Throttle = Throttle::new();
                     if let Some(more) = THROTTLE.allow() {
-                        warn!("accepting an HTTP connection failed: {e} ({more} more failures not logged)");
+                        warn!("accepting an HTTP connection failed: {e} ({more} more failures not logged; all counted in floe_accept_failures_total)");
                     }
                     // Let the connections that hold the descriptors finish instead of spinning.
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
