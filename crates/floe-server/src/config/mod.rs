@@ -343,6 +343,7 @@ pub fn load(args: &ServeArgs, env: &[(String, String)]) -> Result<Loaded, Config
 impl Config {
     /// Validates a configuration given as TOML text, with no environment and no flags.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        sources::check_lists(text)?;
         let builder: Builder = Figment::from(Toml::string(text))
             .extract()
             .map_err(describe)?;
@@ -558,8 +559,22 @@ fn text(v: &Option<Scalar>, default: &str) -> String {
     v.as_ref().map_or_else(|| default.to_owned(), Scalar::text)
 }
 
+/// A key whose value is text: a TOML number or boolean there is a mistake (`data_dir = 5`), not
+/// something to turn into text. (The environment and flags always give strings.)
+fn string(key: &str, v: &Option<Scalar>, default: &str) -> Result<String, ConfigError> {
+    match v {
+        None => Ok(default.to_owned()),
+        Some(Scalar::Str(t)) => Ok(t.clone()),
+        Some(other) => Err(invalid(
+            key,
+            other,
+            format!("a string, e.g. {default:?} (write it in quotes)"),
+        )),
+    }
+}
+
 fn addr(key: &str, v: &Option<Scalar>, default: &str) -> Result<SocketAddr, ConfigError> {
-    let t = text(v, default);
+    let t = string(key, v, default)?;
     t.trim().parse().map_err(|_| {
         invalid(
             key,
@@ -570,7 +585,9 @@ fn addr(key: &str, v: &Option<Scalar>, default: &str) -> Result<SocketAddr, Conf
 }
 
 fn peer(key: &str, v: &Scalar) -> Result<String, ConfigError> {
-    let raw = v.text();
+    let Scalar::Str(raw) = v else {
+        return Err(invalid(key, v, "a \"host:port\" string, e.g. \"10.0.0.2:8880\""));
+    };
     let t = raw.trim();
     let t = t.strip_prefix("http://").unwrap_or(t).trim_end_matches('/');
     let ok = t
@@ -620,7 +637,8 @@ impl Builder {
         let admin_token = match &s.admin_token {
             None => None,
             Some(v) => {
-                let t = v.text();
+                let t = string("server.admin_token", &Some(v.clone()), "")
+                    .map_err(|_| invalid("server.admin_token", "<redacted>", "a string"))?;
                 // An empty token must not silently disable admin: only an absent key does.
                 // Non-ASCII is refused because clients send header values as bytes in
                 // whatever encoding they like, so such a token could never match reliably.
@@ -714,16 +732,16 @@ impl Builder {
             },
         };
 
-        let data_dir = text(&self.data_dir, "./data");
+        let data_dir = string("data_dir", &self.data_dir, "./data")?;
         if data_dir.trim().is_empty() {
             return Err(invalid("data_dir", "\"\"", "a directory path"));
         }
 
-        let level_text = text(&self.log.level, "info");
+        let level_text = string("log.level", &self.log.level, "info")?;
         let level = level_text
             .parse()
             .map_err(|allowed: String| invalid("log.level", format!("{level_text:?}"), allowed))?;
-        let format_text = text(&self.log.format, "text");
+        let format_text = string("log.format", &self.log.format, "text")?;
         let format = match format_text.trim().to_ascii_lowercase().as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -758,7 +776,9 @@ impl Builder {
 impl RegistryBuilder {
     fn build(&self, sf: &SnowflakeConfig) -> Result<Option<RegistrySettings>, ConfigError> {
         let layout = &sf.layout;
-        let kind = text(&self.kind, "static").trim().to_ascii_lowercase();
+        let kind = string("registry.kind", &self.kind, "static")?
+            .trim()
+            .to_ascii_lowercase();
         let call_timeout = duration(
             "registry.call_timeout",
             &self.call_timeout,
@@ -788,7 +808,7 @@ impl RegistryBuilder {
                     invalid("registry.url", floe_store::db::redact_url(&url), why)
                 })?;
                 let mut c = SqlConfig::new(url);
-                c.table = text(&self.table, &c.table);
+                c.table = string("registry.table", &self.table, &c.table)?;
                 c.call_timeout = call_timeout;
                 RegistryConfig::Sql(c)
             }
@@ -802,7 +822,7 @@ impl RegistryBuilder {
                     ));
                 }
                 let mut c = RedisConfig::new(url);
-                c.key_prefix = text(&self.key_prefix, &c.key_prefix);
+                c.key_prefix = string("registry.key_prefix", &self.key_prefix, &c.key_prefix)?;
                 c.call_timeout = call_timeout;
                 RegistryConfig::Redis(c)
             }
@@ -837,7 +857,7 @@ impl RegistryBuilder {
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
         floe_store::registry::NodePool::new(layout, &names)
             .map_err(|e| invalid("registry.fields", format!("{fields:?}"), e.to_string()))?;
-        let namespace = text(&self.namespace, "floe");
+        let namespace = string("registry.namespace", &self.namespace, "floe")?;
         if namespace.is_empty() || namespace.len() > 64 || namespace.contains(char::is_whitespace) {
             return Err(invalid(
                 "registry.namespace",
@@ -893,7 +913,7 @@ impl SegmentBuilder {
                 )
             })?;
         }
-        let schema = text(&self.schema, "floe");
+        let schema = string("segment.schema", &self.schema, "floe")?;
         let mut table = TableSpec::preset(schema.trim()).map_err(|_| {
             invalid(
                 "segment.schema",
@@ -997,7 +1017,7 @@ impl SegmentBuilder {
 
 impl SnowflakeBuilder {
     fn build(&self, warnings: &mut Vec<String>) -> Result<SnowflakeConfig, ConfigError> {
-        let layout_text = text(&self.layout, "genid");
+        let layout_text = string("snowflake.layout", &self.layout, "genid")?;
         let layout = Layout::parse(&layout_text).map_err(|e| {
             invalid(
                 "snowflake.layout",

@@ -121,12 +121,13 @@ impl Sources {
         let mut warnings = Vec::new();
         let mut layers = Vec::new();
         if let Some(path) = &args.config {
-            std::fs::read_to_string(path).map_err(|e| {
+            let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::Source(format!(
                     "--config {}: cannot read the file: {e}",
                     path.display()
                 ))
             })?;
+            check_lists(&text)?;
         }
         if let Some(path) = &args.genid_config {
             let host = args
@@ -257,6 +258,35 @@ impl Sources {
             dict,
         }))
     }
+}
+
+/// List keys. A list may come from the environment as one comma-separated string, so the
+/// builder accepts a string there; in the TOML file only an array is meant, and
+/// `peers = "h:p"` is the mistake of a user who forgot the brackets.
+const LIST_KEYS: [(&str, &str); 2] = [("server", "peers"), ("registry", "fields")];
+
+/// Refuses a TOML string where a list is expected (figment would take it for a one-item list).
+pub(crate) fn check_lists(text: &str) -> Result<(), ConfigError> {
+    // A file that does not parse is reported by figment, with the line.
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    for (section, key) in LIST_KEYS {
+        let Some(value) = doc.get(section).and_then(|t| t.get(key)) else {
+            continue;
+        };
+        if !value.is_array() {
+            let env = env_name(&[section, key]);
+            return Err(ConfigError::Invalid {
+                key: format!("{section}.{key}"),
+                value: value.to_string(),
+                allowed: format!(
+                    "an array of strings, e.g. [\"10.0.0.2:8880\"] (one comma-separated string is for {env})"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn flags_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
