@@ -589,11 +589,14 @@ async fn bad_parameters_get_the_documented_errors() {
         ),
         (
             r#"{"tag":"","start":1,"step":10}"#.to_string(),
-            "tag `` is invalid: allowed are 1..=128 bytes".to_string(),
+            "tag \"\" is invalid: it is empty; allowed are 1..=128 bytes of UTF-8 without control characters".to_string(),
         ),
         (
             format!(r#"{{"tag":"{long}","start":1,"step":10}}"#),
-            format!("tag `{long}` is invalid: allowed are 1..=128 bytes"),
+            format!(
+                "tag {}… is invalid: it is too long; allowed are 1..=128 bytes of UTF-8 without control characters",
+                &format!("{long:?}")[..72]
+            ),
         ),
     ] {
         let r = admin(h, "POST", "/admin/tags", &body).await;
@@ -1141,4 +1144,45 @@ async fn runs_on_the_distributed_id_generators_own_table() {
         body: r#"{"resp_code":0,"msg":"success","id":ID}"#,
     })
     .await;
+}
+
+/// One tag rule at every edge and on every store: a NUL or an over-long tag is a 400 /
+/// v2 status 1 before the database sees it (PostgreSQL used to answer 503 for a NUL), and
+/// `Orders` / `orders` are two tags on MariaDB as on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_follow_one_rule_on_postgres_and_mariadb() {
+    for url in [postgres_url(), mysql_url()] {
+        let table = unique("seg_rule");
+        let s = TestServer::start(seg_config(&format!(
+            "url = \"{url}\"\ntable = \"{table}\"\n"
+        )))
+        .await;
+        wait_segment_ready(s.http).await;
+        create_tag(s.http, "Orders", 100, 10).await;
+        create_tag(s.http, "orders", 5000, 10).await;
+        let r = get(s.http, "/v1/segment/Orders?count=1").await;
+        assert_eq!(r.json()["ids"], json!([100]), "{url}: {}", r.body);
+        let r = get(s.http, "/v1/segment/orders?count=1").await;
+        assert_eq!(r.json()["ids"], json!([5000]), "{url}: {}", r.body);
+        let long = "x".repeat(129);
+        for (path, shown) in [
+            ("/v1/segment/nul%00x?count=1", "\"nul\\0x\""),
+            (&format!("/v1/segment/{long}?count=1")[..], "\"xxxx"),
+        ] {
+            let r = get(s.http, path).await;
+            assert_eq!(r.status, 400, "{url} {path}: {}", r.body);
+            let e = &r.json()["error"];
+            assert_eq!(e["code"], "bad_request", "{}", r.body);
+            let m = e["message"].as_str().unwrap();
+            assert!(m.contains(shown) && m.contains("1..=128 bytes"), "{m}");
+        }
+        let r = admin(s.http, "POST", "/admin/tags", r#"{"tag":"a\u0000b"}"#).await;
+        assert_eq!(r.status, 400, "{url}: {}", r.body);
+        let mut tcp = connect(s.tcp).await;
+        let r = v2_segment(&mut tcp, 7, 1, "nul\0x").await;
+        assert_eq!(r.status, 1, "{url}: bad request, got {r:?}");
+        drop(tcp);
+        s.stop().await.0.unwrap();
+        drop_table(&url, &table).await;
+    }
 }

@@ -586,7 +586,11 @@ fn addr(key: &str, v: &Option<Scalar>, default: &str) -> Result<SocketAddr, Conf
 
 fn peer(key: &str, v: &Scalar) -> Result<String, ConfigError> {
     let Scalar::Str(raw) = v else {
-        return Err(invalid(key, v, "a \"host:port\" string, e.g. \"10.0.0.2:8880\""));
+        return Err(invalid(
+            key,
+            v,
+            "a \"host:port\" string, e.g. \"10.0.0.2:8880\"",
+        ));
     };
     let t = raw.trim();
     let t = t.strip_prefix("http://").unwrap_or(t).trim_end_matches('/');

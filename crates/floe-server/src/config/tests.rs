@@ -453,20 +453,47 @@ fn segment_and_registry_keys_are_validated() {
 fn values_of_the_wrong_type_are_refused() {
     for (toml, key, allowed) in [
         ("data_dir = 5", "data_dir = 5", "a string"),
-        ("[server]\npeers = \"h:1\"", "server.peers = \"h:1\"", "an array of strings"),
-        ("[server]\npeers = [5]", "server.peers[0] = 5", "\"host:port\" string"),
-        ("[server]\ntcp_listen = 3778", "server.tcp_listen = 3778", "a string"),
-        ("[server]\nadmin_token = 12345", "server.admin_token", "a string"),
+        (
+            "[server]\npeers = \"h:1\"",
+            "server.peers = \"h:1\"",
+            "an array of strings",
+        ),
+        (
+            "[server]\npeers = [5]",
+            "server.peers[0] = 5",
+            "\"host:port\" string",
+        ),
+        (
+            "[server]\ntcp_listen = 3778",
+            "server.tcp_listen = 3778",
+            "a string",
+        ),
+        (
+            "[server]\nadmin_token = 12345",
+            "server.admin_token",
+            "a string",
+        ),
         ("[log]\nlevel = true", "log.level = true", "a string"),
-        ("[snowflake]\nlayout = 1", "snowflake.layout = 1", "a string"),
-        ("[registry]\nkind = \"redis\"\nfields = \"machine\"", "registry.fields", "array"),
+        (
+            "[snowflake]\nlayout = 1",
+            "snowflake.layout = 1",
+            "a string",
+        ),
+        (
+            "[registry]\nkind = \"redis\"\nfields = \"machine\"",
+            "registry.fields",
+            "array",
+        ),
     ] {
         let e = Config::from_toml(toml).unwrap_err().to_string();
         assert!(e.contains(key) && e.contains(allowed), "{toml}: {e}");
     }
     // A list from the environment is one comma-separated string, as before.
-    let c = load(&ServeArgs::default(), &env(&[("FLOE_SERVER__PEERS", "a:1")]))
-        .unwrap()
-        .config;
+    let c = load(
+        &ServeArgs::default(),
+        &env(&[("FLOE_SERVER__PEERS", "a:1")]),
+    )
+    .unwrap()
+    .config;
     assert_eq!(c.server.peers, ["a:1"]);
 }
