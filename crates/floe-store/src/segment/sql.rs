@@ -273,8 +273,28 @@ impl SqlSegmentStore {
     /// commit, and a range read from an `UPDATE … RETURNING` whose commit failed was never
     /// stored, so the next claim would return it again.
     async fn claim_once(&self, tag: &str, step: i64) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.timed(self.pool.acquire()).await?;
+        let result = self.claim_on(&mut conn, tag, step).await;
+        if result.is_err() {
+            // After a failed statement or COMMIT (SQLite on a full disk) the connection may still
+            // sit inside the transaction while sqlx believes it rolled back; reused, its next
+            // "transaction" would be a savepoint in that one, whose commit is never durable and
+            // whose write lock stalls every other connection. Closing it ends the transaction.
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    /// [`claim_once`](Self::claim_once) on one connection.
+    async fn claim_on(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+        tag: &str,
+        step: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        use sqlx::Connection;
         let limit = i64::MAX - step;
-        let mut tx = self.timed(self.pool.begin()).await?;
+        let mut tx = self.timed(conn.begin()).await?;
         let claim = sqlx::query(&self.sql.claim)
             .bind(step)
             .bind(tag)
