@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use floe_server::Config;
+use floe_testkit::{metric_value, rss_bytes};
 use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,17 +33,6 @@ fn limited(header: u64, idle: u64, max_connections: usize) -> Config {
     c.server.http.body_timeout = Duration::from_millis(300);
     c.server.http.max_connections = max_connections;
     c
-}
-
-/// This process's resident memory in bytes (the server runs in it).
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
 }
 
 /// Waits until the server closes `s` (EOF or reset), ignoring any bytes; `None` if it is still
@@ -95,13 +85,6 @@ async fn get_on(s: &mut TcpStream, path: &str) -> (u16, String) {
         .await
         .unwrap();
     read_response(s).await
-}
-
-/// The value of an unlabelled metric in a scrape.
-fn metric(scrape: &str, name: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Sends `count` requests whose 2 MB body stalls after 1 MB; returns the statuses seen within
@@ -160,7 +143,7 @@ async fn admin_bodies_are_not_read_before_the_token_is_checked() {
     with_admin.server.admin_token = Some(TOKEN.into());
     let admin_on = TestServer::start(with_admin).await;
     let admin_off = TestServer::start(limited(2_000, 10_000, 1_000)).await;
-    let before = rss();
+    let before = rss_bytes();
 
     let (unauthorised, w1) = stalled_bodies(admin_on.http, 100, "").await;
     let (disabled, w2) = stalled_bodies(
@@ -169,7 +152,7 @@ async fn admin_bodies_are_not_read_before_the_token_is_checked() {
         &format!("Authorization: Bearer {TOKEN}\r\n"),
     )
     .await;
-    let grown = rss().saturating_sub(before);
+    let grown = rss_bytes().saturating_sub(before);
     eprintln!(
         "RSS growth with 200 stalled 2 MB admin bodies: {:.1} MB",
         grown as f64 / 1e6
@@ -375,8 +358,8 @@ async fn connections_over_the_cap_are_closed_at_once() {
         let (status, body) = get_on(&mut scrape, "/metrics").await;
         assert_eq!(status, 200);
         // Connections of earlier tests may still be closing: the gauge is process-wide.
-        if metric(&body, "floe_http_connections_open") == Some(4.0) {
-            break metric(&body, "floe_http_connections_rejected_total").unwrap_or(0.0);
+        if metric_value(&body, "floe_http_connections_open") == Some(4.0) {
+            break metric_value(&body, "floe_http_connections_rejected_total").unwrap_or(0.0);
         }
         assert!(Instant::now() < deadline, "gauge never showed 4: {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -399,12 +382,12 @@ async fn connections_over_the_cap_are_closed_at_once() {
 
     let (_, body) = get_on(&mut scrape, "/metrics").await;
     assert_eq!(
-        metric(&body, "floe_http_connections_open"),
+        metric_value(&body, "floe_http_connections_open"),
         Some(4.0),
         "{body}"
     );
     assert_eq!(
-        metric(&body, "floe_http_connections_rejected_total"),
+        metric_value(&body, "floe_http_connections_rejected_total"),
         Some(rejected_before + 1.0),
         "{body}"
     );

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use floe_testkit::{metric_value, rss_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -20,28 +21,9 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// This process's resident memory in bytes.
-#[track_caller]
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
-}
-
 /// The value of an unlabelled gauge or a labelled series on the `/metrics` page.
 async fn metric(server: &TestServer, series: &str) -> Option<f64> {
-    let page = get(server.http, "/metrics").await.body;
-    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    metric_value(&get(server.http, "/metrics").await.body, series)
 }
 
 /// A connection whose receive buffer is small, so a client that does not read fills the
@@ -85,7 +67,7 @@ async fn non_reading_clients_hold_bounded_memory_and_are_closed_after_write_time
             .flat_map(|i| v2_request(1, i, 100_000, b""))
             .collect(),
     );
-    let baseline = rss();
+    let baseline = rss_bytes();
     let mut clients = Vec::new();
     let mut writers = Vec::new();
     for _ in 0..CLIENTS {
@@ -104,7 +86,7 @@ async fn non_reading_clients_hold_bounded_memory_and_are_closed_after_write_time
     let deadline = connected + write_timeout + Duration::from_secs(4);
     let mut peak = baseline;
     let closed_after = loop {
-        peak = peak.max(rss());
+        peak = peak.max(rss_bytes());
         let open = metric(&server, "floe_tcp_connections_open")
             .await
             .unwrap_or(0.0);

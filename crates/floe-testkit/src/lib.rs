@@ -52,6 +52,28 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// This process's resident memory in bytes (`VmRSS`): what an in-process server holds.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
+}
+
+/// The value of a series (`name` or `name{labels}`, exactly as printed) on a Prometheus page.
+pub fn metric_value(page: &str, series: &str) -> Option<f64> {
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// The host and port of a service URL (`scheme://user@host:port/db` → `host:port`).
 pub fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
