@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, List
 
 import pytest
 
@@ -53,7 +53,7 @@ def start_server(floe_bin: str, tmp_path: Path) -> Iterator[StartServer]:
 
     Keyword arguments go to :class:`support.FloeServer`; each server gets its own data dir.
     """
-    servers: List[FloeServer] = []
+    servers: list[FloeServer] = []
 
     def start(**kwargs: object) -> FloeServer:
         server = FloeServer(floe_bin, tmp_path / f"server{len(servers)}", **kwargs)  # type: ignore[arg-type]

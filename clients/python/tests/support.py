@@ -3,6 +3,8 @@ scripted v2) for the cases a real server cannot be made to produce on demand."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -10,8 +12,8 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 #: How long a server may take to print its "listening" line.
 START_TIMEOUT = 20.0
@@ -34,8 +36,8 @@ class FloeServer:
         identity: str = "zone=1,dc=2,machine=3",
         tcp_listen: str = "127.0.0.1:0",
         http_listen: str = "127.0.0.1:0",
-        config: Optional[str] = None,
-        env: Optional[Dict[str, str]] = None,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.binary = binary
         self.data_dir = data_dir
@@ -44,7 +46,7 @@ class FloeServer:
         self.extra_env = dict(env or {})
         self.tcp_listen = tcp_listen
         self.http_listen = http_listen
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         #: ``host:port`` of the binary TCP listener, once started.
         self.tcp = ""
         #: ``host:port`` of the HTTP listener, once started.
@@ -54,7 +56,7 @@ class FloeServer:
     def http_url(self) -> str:
         return f"http://{self.http}"
 
-    def start(self) -> "FloeServer":
+    def start(self) -> FloeServer:
         """Starts the process and waits for its "listening" line; raises with its stderr if it
         exits first or stays silent for START_TIMEOUT."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,7 @@ class FloeServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> Optional[int]:
+    def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT; returns the exit code."""
         if self.proc is None:
             return None
@@ -152,9 +154,9 @@ class FakeServer:
         self._handle = handle
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
-        self.address = "127.0.0.1:%d" % self._listener.getsockname()[1]
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._stop = threading.Event()
-        self._conns: List[socket.socket] = []
+        self._conns: list[socket.socket] = []
         #: Connections accepted so far.
         self.accepted = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -164,7 +166,7 @@ class FakeServer:
         while not self._stop.is_set():
             try:
                 sock, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -186,19 +188,17 @@ class FakeServer:
         self._listener.close()
         self._thread.join(2)
         for sock in self._conns:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> FakeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def recv_exact(sock: socket.socket, n: int) -> Optional[bytes]:
+def recv_exact(sock: socket.socket, n: int) -> bytes | None:
     data = b""
     while len(data) < n:
         chunk = sock.recv(n - len(data))
@@ -216,10 +216,10 @@ class GenIdServer(FakeServer):
         self._lock = threading.Lock()
         self._next = (int(time.time()) << 32) | (1 << 27) | (2 << 24) | (3 << 21)
         #: First bytes that made it close a connection.
-        self.rejected: List[int] = []
+        self.rejected: list[int] = []
         super().__init__(self._genid)
 
-    def _take(self, n: int) -> List[int]:
+    def _take(self, n: int) -> list[int]:
         with self._lock:
             first = self._next
             self._next += n
@@ -255,12 +255,12 @@ class SilentServer(FakeServer):
 def recv_wait(sock: socket.socket) -> bool:
     try:
         return bool(sock.recv(4096))
-    except socket.timeout:
+    except TimeoutError:
         return True
 
 
 #: One scripted v2 answer: (status, body) where body is IDs for status 0 or a message.
-Script = Callable[[int, int, int, bytes], Tuple[int, bytes]]
+Script = Callable[[int, int, int, bytes], tuple[int, bytes]]
 
 
 class ScriptedV2Server(FakeServer):
@@ -268,12 +268,12 @@ class ScriptedV2Server(FakeServer):
     ``raw(op, req_id, count, tag) -> bytes`` replaces the whole reply when given."""
 
     def __init__(
-        self, script: Optional[Script] = None, raw: Optional[Callable[[int, int, int, bytes], bytes]] = None
+        self, script: Script | None = None, raw: Callable[[int, int, int, bytes], bytes] | None = None
     ) -> None:
         self._script = script
         self._raw = raw
         #: (op, count, tag) of every request seen.
-        self.requests: List[Tuple[int, int, bytes]] = []
+        self.requests: list[tuple[int, int, bytes]] = []
         super().__init__(self._v2)
 
     def _v2(self, sock: socket.socket) -> None:
@@ -304,4 +304,4 @@ def all_unique(ids: Sequence[int]) -> bool:
 
 
 def strictly_increasing(ids: Sequence[int]) -> bool:
-    return all(a < b for a, b in zip(ids, ids[1:]))
+    return all(a < b for a, b in itertools.pairwise(ids))

@@ -27,7 +27,7 @@ from support import FloeServer, strictly_increasing
 KINDS = ["v2", "v1", "auto", "http"]
 
 
-def make(kind: str, server: FloeServer) -> "Client | HttpClient":
+def make(kind: str, server: FloeServer) -> Client | HttpClient:
     if kind == "http":
         return HttpClient(server.http_url)
     return Client(server.tcp, protocol=kind)
@@ -46,9 +46,8 @@ def test_count_below_one_is_a_bad_request(server: FloeServer, kind: str, n: int)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", ["3", 2.0, True, None])
 def test_count_must_be_an_int(server: FloeServer, kind: str, n: object) -> None:
-    with make(kind, server) as c:
-        with pytest.raises(TypeError, match="count must be an int"):
-            c.get_ids(n)  # type: ignore[arg-type]
+    with make(kind, server) as c, pytest.raises(TypeError, match="count must be an int"):
+        c.get_ids(n)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", ["v2", "auto"])

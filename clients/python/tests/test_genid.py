@@ -3,7 +3,7 @@ protocol="auto" falls back to v1, explicit v2 explains the failure."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -54,9 +54,7 @@ def test_fresh_venv_install_and_fetch(server: FloeServer, tmp_path: Path) -> Non
 @pytest.mark.parametrize("http", [False, True])
 def test_example_program(server: FloeServer, http: bool) -> None:
     args = ["--http", server.http_url] if http else [server.tcp]
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLE), "-n", "3", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60
-    )
+    run = subprocess.run([sys.executable, str(EXAMPLE), "-n", "3", *args], capture_output=True, timeout=60)
     assert run.returncode == 0, run.stderr.decode(errors="replace")
     lines = run.stdout.decode().splitlines()
     assert len(lines) == 3 and all("zone=1 dc=2 machine=3" in line for line in lines), lines
@@ -64,8 +62,6 @@ def test_example_program(server: FloeServer, http: bool) -> None:
 
 
 def test_example_program_reports_unavailable() -> None:
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLE), "127.0.0.1:9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60
-    )
+    run = subprocess.run([sys.executable, str(EXAMPLE), "127.0.0.1:9"], capture_output=True, timeout=60)
     assert run.returncode == 1
     assert "no Floe server could serve the request" in run.stderr.decode()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -27,7 +27,7 @@ from support import FakeServer, GenIdServer, ScriptedV2Server, recv_exact, v2_ok
     [(1, FloeBadRequest), (2, FloeUnknownTag), (4, FloeOverLimit), (5, FloeInternalError)],
 )
 def test_error_statuses_raise_without_failover(status: int, error: type) -> None:
-    def script(op: int, req_id: int, count: int, tag: bytes) -> "tuple[int, bytes]":
+    def script(op: int, req_id: int, count: int, tag: bytes) -> tuple[int, bytes]:
         if op == 3:
             return 0, b""
         return status, "unknown tag `orders`: créez-le".encode()
@@ -65,9 +65,8 @@ def test_ok_reply_ids_and_tag_on_the_wire() -> None:
 )
 def test_protocol_errors_fail_over_and_are_reported(raw: object, what: str) -> None:
     with ScriptedV2Server(raw=raw) as bad:  # type: ignore[arg-type]
-        with Client(bad.address, protocol="v2") as c:
-            with pytest.raises(FloeProtocolError, match=what):
-                c.get_ids(4)
+        with Client(bad.address, protocol="v2") as c, pytest.raises(FloeProtocolError, match=what):
+            c.get_ids(4)
         with GenIdServer() as good, Client([bad.address, good.address], protocol="v2", timeout=1) as c:
             # good speaks only v1, so under explicit v2 both fail: unavailable, listing both.
             with pytest.raises(FloeUnavailable) as e:
@@ -77,11 +76,11 @@ def test_protocol_errors_fail_over_and_are_reported(raw: object, what: str) -> N
 
 def test_partial_reply_is_never_returned() -> None:
     # The server promises 10 IDs, sends 3 and closes (or stalls): the request fails whole.
-    def handler(close: bool) -> "Callable[[socket.socket], None]":
+    def handler(close: bool) -> Callable[[socket.socket], None]:
         def handle(sock: socket.socket) -> None:
             head = recv_exact(sock, 11)
             assert head is not None
-            _, op, req_id, count, _ = struct.unpack(">BBIIB", head)
+            _, _op, req_id, count, _ = struct.unpack(">BBIIB", head)
             sock.sendall(struct.pack(">BBII", 0xF1, 0, req_id, count) + v2_ok_ids(3))
             if not close:
                 recv_exact(sock, 1)
@@ -89,7 +88,6 @@ def test_partial_reply_is_never_returned() -> None:
         return handle
 
     for close in (True, False):
-        with FakeServer(handler(close)) as s:
-            with Client(s.address, protocol="v2", timeout=0.5) as c:
-                with pytest.raises(FloeUnavailable):
-                    c.get_ids(10)
+        with FakeServer(handler(close)) as s, Client(s.address, protocol="v2", timeout=0.5) as c:
+            with pytest.raises(FloeUnavailable):
+                c.get_ids(10)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator, Union
+from collections.abc import Iterator
 
 import pytest
 
 from floe_client import Client, HttpClient, decode_genid
 from support import DC, MACHINE, ZONE, FloeServer, all_unique, strictly_increasing
 
-AnyClient = Union[Client, HttpClient]
+AnyClient = Client | HttpClient
 KINDS = ["v2", "v1", "auto", "http"]
 
 

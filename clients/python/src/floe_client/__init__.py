@@ -29,18 +29,18 @@ from .http import HttpClient
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_COUNT",
     "Client",
-    "HttpClient",
-    "FloeError",
-    "FloeUnavailable",
     "FloeBadRequest",
+    "FloeError",
+    "FloeInternalError",
     "FloeOverLimit",
+    "FloeProtocolError",
+    "FloeUnavailable",
     "FloeUnknownTag",
     "FloeUnsupported",
-    "FloeProtocolError",
-    "FloeInternalError",
     "GenIdFields",
-    "decode_genid",
-    "MAX_COUNT",
+    "HttpClient",
     "__version__",
+    "decode_genid",
 ]

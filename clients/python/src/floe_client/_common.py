@@ -5,7 +5,7 @@ from __future__ import annotations
 import array
 import struct
 import sys
-from typing import List, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 from .errors import FloeBadRequest, FloeOverLimit
 
@@ -23,10 +23,10 @@ DEFAULT_HTTP_PORT = 8880
 MAX_TAG_LEN = 255
 
 #: An address as ``"host:port"``, ``"[v6]:port"``, ``"host"`` (default port) or ``(host, port)``.
-Address = Union[str, Tuple[str, int]]
+Address = str | tuple[str, int]
 
 #: One address, a comma-separated string of them, or a sequence of addresses.
-Servers = Union[str, Tuple[str, int], Sequence[Address]]
+Servers = str | tuple[str, int] | Sequence[Address]
 
 
 def check_count(n: object, *, limit: int = 0xFFFF_FFFF) -> int:
@@ -57,7 +57,7 @@ def check_tag(tag: object) -> bytes:
     return raw
 
 
-def parse_address(address: Address, default_port: int = DEFAULT_TCP_PORT) -> Tuple[str, int]:
+def parse_address(address: Address, default_port: int = DEFAULT_TCP_PORT) -> tuple[str, int]:
     """``"host:port"`` (or ``"[::1]:port"``, ``"host"``, ``(host, port)``) → ``(host, port)``."""
     if isinstance(address, tuple):
         return str(address[0]), _port(address[1], address)
@@ -100,10 +100,10 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def server_list(servers: Servers) -> List[Address]:
+def server_list(servers: Servers) -> list[Address]:
     """Accepts one address, a comma-separated string, or a sequence of addresses."""
     if isinstance(servers, str):
-        items: List[Address] = [s for s in (p.strip() for p in servers.split(",")) if s]
+        items: list[Address] = [s for s in (p.strip() for p in servers.split(",")) if s]
     elif isinstance(servers, tuple) and len(servers) == 2 and isinstance(servers[1], int):
         items = [servers]  # one (host, port) pair
     else:
@@ -116,7 +116,7 @@ def server_list(servers: Servers) -> List[Address]:
 _NATIVE_Q = array.array("Q").itemsize == 8
 
 
-def unpack_ids(buf: Union[bytes, bytearray, memoryview]) -> List[int]:
+def unpack_ids(buf: bytes | bytearray | memoryview) -> list[int]:
     """Big-endian u64s → ints (array + byteswap: several times faster than struct for big batches)."""
     if _NATIVE_Q:
         ids = array.array("Q")

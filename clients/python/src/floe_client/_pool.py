@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Dict, Generic, List, Optional, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from .errors import FloeError, FloeProtocolError, FloeUnavailable
 
@@ -36,7 +37,7 @@ class Retryable(Exception):
 class ServerState:
     """Health bookkeeping of one server."""
 
-    __slots__ = ("name", "failures", "down_until", "last_error")
+    __slots__ = ("down_until", "failures", "last_error", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -45,7 +46,7 @@ class ServerState:
         #: time.monotonic() until which the server is avoided.
         self.down_until = 0.0
         #: The last error it gave, for FloeUnavailable's message.
-        self.last_error: Optional[BaseException] = None
+        self.last_error: BaseException | None = None
 
 
 class Pool(Generic[T]):
@@ -62,7 +63,7 @@ class Pool(Generic[T]):
         *,
         backoff: float,
         max_backoff: float,
-        max_retries: Optional[int],
+        max_retries: int | None,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -76,7 +77,7 @@ class Pool(Generic[T]):
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if max_retries is not None and max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        self.targets: List[T] = list(targets)
+        self.targets: list[T] = list(targets)
         self.states = [ServerState(n) for n in names]
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -88,7 +89,7 @@ class Pool(Generic[T]):
         #: Index of the server the client currently talks to.
         self.current = 0
 
-    def order(self) -> List[int]:
+    def order(self) -> list[int]:
         """Indexes to try, best first: the current server if healthy, the other healthy ones in
         list order after it, then the ones in backoff by the time they recover."""
         now = self.clock()
@@ -123,8 +124,8 @@ class Pool(Generic[T]):
         Raises :class:`FloeUnavailable` (or :class:`FloeProtocolError` when every server answered
         in a foreign protocol) once ``max_retries + 1`` attempts failed.
         """
-        errors: Dict[str, BaseException] = {}
-        last: Optional[BaseException] = None
+        errors: dict[str, BaseException] = {}
+        last: BaseException | None = None
         attempts = 0
         while True:
             for i in self.order():
@@ -143,7 +144,7 @@ class Pool(Generic[T]):
                 self.succeeded(i)
                 return result
 
-    def _exhausted(self, errors: Dict[str, BaseException]) -> FloeError:
+    def _exhausted(self, errors: dict[str, BaseException]) -> FloeError:
         tried = "; ".join(f"{name}: {describe(e)}" for name, e in errors.items())
         names = ", ".join(s.name for s in self.states)
         if errors and all(isinstance(e, FloeProtocolError) for e in errors.values()):

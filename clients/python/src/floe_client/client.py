@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable, List, Optional, Tuple, Type, TypeVar
+from typing import TypeVar
 
 from ._common import MAX_COUNT, Servers, check_count, check_tag, format_address, parse_address, server_list, unpack_ids
 from ._pool import Pool, Retryable
@@ -75,15 +77,13 @@ class _Connection:
         self.got = 0
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def _arm(self, deadline: float) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("timed out")
+            raise TimeoutError("timed out")
         self.sock.settimeout(left)
 
     def send(self, data: bytes, deadline: float) -> None:
@@ -139,7 +139,7 @@ class Client:
         *,
         timeout: float = 2.0,
         protocol: str = "auto",
-        max_retries: Optional[int] = None,
+        max_retries: int | None = None,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
     ) -> None:
@@ -148,7 +148,7 @@ class Client:
         addresses = [parse_address(a) for a in server_list(servers)]
         #: Configured protocol.
         self.protocol = protocol
-        self._pool: Pool[Tuple[str, int]] = Pool(
+        self._pool: Pool[tuple[str, int]] = Pool(
             addresses,
             [format_address(h, p) for h, p in addresses],
             backoff=backoff,
@@ -157,8 +157,8 @@ class Client:
             timeout=timeout,
         )
         #: Per server, the protocol found by ``"auto"`` (None until probed).
-        self._detected: List[Optional[str]] = [None if protocol == "auto" else protocol] * len(addresses)
-        self._conn: Optional[_Connection] = None
+        self._detected: list[str | None] = [None if protocol == "auto" else protocol] * len(addresses)
+        self._conn: _Connection | None = None
         self._lock = threading.Lock()
         self._req_id = 0
         self._closed = False
@@ -166,18 +166,18 @@ class Client:
     # -- public API -------------------------------------------------------------------------
 
     @property
-    def servers(self) -> List[str]:
+    def servers(self) -> list[str]:
         """The configured servers as ``host:port``."""
         return [s.name for s in self._pool.states]
 
     @property
-    def server(self) -> Optional[str]:
+    def server(self) -> str | None:
         """The server the client is connected to now, or None."""
         conn = self._conn
         return conn.name if conn is not None else None
 
     @property
-    def server_protocol(self) -> Optional[str]:
+    def server_protocol(self) -> str | None:
         """The protocol spoken with the current server, ``"v1"`` or ``"v2"``, or None when not connected."""
         conn = self._conn
         return conn.protocol if conn is not None else None
@@ -191,7 +191,7 @@ class Client:
         """One snowflake ID."""
         return self._call(lambda c, d: self._snowflake(c, d, 1, single=True))[0]
 
-    def get_ids(self, n: int) -> List[int]:
+    def get_ids(self, n: int) -> list[int]:
         """``n`` snowflake IDs (1..100,000 by default), increasing; all of them or an exception.
 
         Over v1 the client splits the batch into pipelined requests of at most 255 IDs.
@@ -205,7 +205,7 @@ class Client:
         """One ID from the number range of business tag ``tag`` (segment mode; needs v2)."""
         return self.segment_ids(tag, 1)[0]
 
-    def segment_ids(self, tag: str, n: int) -> List[int]:
+    def segment_ids(self, tag: str, n: int) -> list[int]:
         """``n`` IDs from the number range of ``tag``; all of them or an exception. Needs v2."""
         raw = check_tag(tag)
         check_count(n)
@@ -227,14 +227,14 @@ class Client:
             self._closed = True
             self._drop()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(
         self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -274,7 +274,7 @@ class Client:
             if conn.protocol == "v2" and self.protocol == "v2" and not conn.used:
                 hint = " (a GenID v1-only server does this on a v2 request: use protocol='auto' or 'v1')"
             raise Retryable(ConnectionError(f"{e}{hint}"), stale=conn.used and e.got == 0) from e
-        except socket.timeout as e:
+        except TimeoutError as e:
             self._drop()
             raise Retryable(TimeoutError(f"no complete reply within the timeout of {self.timeout} s")) from e
         except OSError as e:
@@ -322,9 +322,9 @@ class Client:
         left = deadline - time.monotonic()
         try:
             if left <= 0:
-                raise socket.timeout("timed out")
+                raise TimeoutError("timed out")
             sock = socket.create_connection((host, port), timeout=left)
-        except socket.timeout as e:
+        except TimeoutError as e:
             raise Retryable(TimeoutError(f"connect timed out after {self.timeout} s")) from e
         except OSError as e:
             raise Retryable(e) from e
@@ -346,7 +346,7 @@ class Client:
         self._req_id = (self._req_id + 1) & 0xFFFF_FFFF
         return self._req_id
 
-    def _v2(self, conn: _Connection, deadline: float, op: int, count: int, tag: bytes = b"") -> List[int]:
+    def _v2(self, conn: _Connection, deadline: float, op: int, count: int, tag: bytes = b"") -> list[int]:
         """Sends one v2 request and reads its reply; returns the IDs or raises the typed error."""
         req_id = self._next_req_id()
         conn.send(_V2_REQUEST.pack(V2_MAGIC, op, req_id, count, len(tag)) + tag, deadline)
@@ -376,7 +376,7 @@ class Client:
         error = _STATUS_ERRORS[status]
         raise error(f"{conn.name} refused {what}: {message}", server=conn.name)
 
-    def _snowflake(self, conn: _Connection, deadline: float, n: int, *, single: bool) -> List[int]:
+    def _snowflake(self, conn: _Connection, deadline: float, n: int, *, single: bool) -> list[int]:
         if conn.protocol == "v2":
             return self._v2(conn, deadline, OP_SNOWFLAKE, n)
         if single:
@@ -388,7 +388,7 @@ class Client:
             sizes.append(n % _V1_MAX_BATCH)
         # Pipelined: every request in one write, then the replies in order.
         conn.send(b"".join(bytes((1, k)) for k in sizes), deadline)
-        ids: List[int] = []
+        ids: list[int] = []
         for k in sizes:
             got = conn.recv_exact(1, deadline)[0]
             if got != k:
@@ -398,7 +398,7 @@ class Client:
             ids.extend(unpack_ids(conn.recv_exact(8 * k, deadline)))
         return ids
 
-    def _segment(self, conn: _Connection, deadline: float, raw: bytes, tag: str, n: int) -> List[int]:
+    def _segment(self, conn: _Connection, deadline: float, raw: bytes, tag: str, n: int) -> list[int]:
         if conn.protocol != "v2":
             raise FloeUnsupported(
                 f"{conn.name} speaks only GenID's v1 protocol, which has no segment mode (tag {tag!r})",

@@ -16,8 +16,6 @@ caller can do about it:
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 
 class FloeError(Exception):
     """Base class of every error the Floe client raises.
@@ -25,7 +23,7 @@ class FloeError(Exception):
     ``server`` names the server that gave the answer, when one did.
     """
 
-    def __init__(self, message: str, *, server: Optional[str] = None) -> None:
+    def __init__(self, message: str, *, server: str | None = None) -> None:
         super().__init__(message)
         self.server = server
 
@@ -40,11 +38,11 @@ class FloeUnavailable(FloeError):
         self,
         message: str,
         *,
-        errors: Optional[Dict[str, BaseException]] = None,
-        server: Optional[str] = None,
+        errors: dict[str, BaseException] | None = None,
+        server: str | None = None,
     ) -> None:
         super().__init__(message, server=server)
-        self.errors: Dict[str, BaseException] = dict(errors or {})
+        self.errors: dict[str, BaseException] = dict(errors or {})
 
 
 class FloeBadRequest(FloeError, ValueError):

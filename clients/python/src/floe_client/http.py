@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from ._common import DEFAULT_HTTP_PORT, check_count, check_tag, format_address
@@ -94,10 +94,10 @@ class HttpClient:
 
     def __init__(
         self,
-        servers: Union[str, Sequence[str]],
+        servers: str | Sequence[str],
         *,
         timeout: float = 2.0,
-        max_retries: Optional[int] = None,
+        max_retries: int | None = None,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
     ) -> None:
@@ -111,7 +111,7 @@ class HttpClient:
             max_retries=max_retries,
             timeout=timeout,
         )
-        self._conn: Optional[http.client.HTTPConnection] = None
+        self._conn: http.client.HTTPConnection | None = None
         #: Pool index of the server ``_conn`` is open to.
         self._conn_index = -1
         #: Whether a request completed on ``_conn`` (see the stale retry in :class:`Retryable`).
@@ -122,12 +122,12 @@ class HttpClient:
     # -- public API -------------------------------------------------------------------------
 
     @property
-    def servers(self) -> List[str]:
+    def servers(self) -> list[str]:
         """The configured servers as URLs."""
         return [s.name for s in self._pool.states]
 
     @property
-    def server(self) -> Optional[str]:
+    def server(self) -> str | None:
         """The server the client is connected to now, or None."""
         return self._pool.states[self._conn_index].name if self._conn is not None else None
 
@@ -140,7 +140,7 @@ class HttpClient:
         """One snowflake ID."""
         return self.get_ids(1)[0]
 
-    def get_ids(self, n: int) -> List[int]:
+    def get_ids(self, n: int) -> list[int]:
         """``n`` snowflake IDs (1..100,000 by default); all of them or an exception."""
         check_count(n)
         what = f"snowflake request (count {n})"
@@ -150,7 +150,7 @@ class HttpClient:
         """One ID from the number range of business tag ``tag`` (segment mode)."""
         return self.segment_ids(tag, 1)[0]
 
-    def segment_ids(self, tag: str, n: int) -> List[int]:
+    def segment_ids(self, tag: str, n: int) -> list[int]:
         """``n`` IDs from the number range of ``tag``; all of them or an exception."""
         check_tag(tag)
         check_count(n)
@@ -169,14 +169,14 @@ class HttpClient:
             self._closed = True
             self._drop()
 
-    def __enter__(self) -> "HttpClient":
+    def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(
         self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -223,7 +223,7 @@ class HttpClient:
         try:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise socket.timeout("timed out")
+                raise TimeoutError("timed out")
             conn.timeout = left
             if conn.sock is not None:
                 conn.sock.settimeout(left)
@@ -239,7 +239,7 @@ class HttpClient:
             else:
                 self._conn_used = True
             return _Reply(response.status, body, time.monotonic() - started)
-        except socket.timeout as e:
+        except TimeoutError as e:
             self._drop()
             raise Retryable(TimeoutError(f"no complete response within the timeout of {self.timeout} s")) from e
         except (OSError, http.client.HTTPException) as e:
@@ -280,7 +280,7 @@ def _check(reply: _Reply, target: _Target, what: str) -> _Reply:
     raise FloeProtocolError(f"{detail} (is {target.name} a Floe HTTP address?)", server=target.name)
 
 
-def _error_of(reply: _Reply) -> Tuple[str, str]:
+def _error_of(reply: _Reply) -> tuple[str, str]:
     """``{"error":{"code":…,"message":…}}`` → (code, message); the raw text for other bodies."""
     text = reply.body.decode("utf-8", "replace")
     try:
@@ -290,7 +290,7 @@ def _error_of(reply: _Reply) -> Tuple[str, str]:
         return "", text.strip()[:200] or "(empty body)"
 
 
-def _ids(reply: _Reply, target: _Target, n: int, what: str) -> List[int]:
+def _ids(reply: _Reply, target: _Target, n: int, what: str) -> list[int]:
     """The ``ids`` of a 200 body, checked to be ``n`` unsigned 64-bit integers."""
     try:
         body: Any = json.loads(reply.body)
