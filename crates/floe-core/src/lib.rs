@@ -19,6 +19,8 @@
 //! assert!(b > a);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod clock;
 pub mod generator;
 pub mod highwater;

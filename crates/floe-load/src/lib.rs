@@ -10,6 +10,8 @@
 //! dropped connections, duplicates) is counted in the [`Report`] instead, so one bad connection does not hide what
 //! the others measured.
 
+#![warn(missing_docs)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;

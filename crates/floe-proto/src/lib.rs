@@ -15,6 +15,8 @@
 //! into a [`Rejection`] the server answers without dropping the connection. The client side uses [`ClientCodec`],
 //! which remembers what it asked because v1 replies do not say what they answer.
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 mod reply;

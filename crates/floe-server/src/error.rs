@@ -41,13 +41,13 @@ pub enum ServerError {
         /// The shared identity.
         identity: String,
     },
-    /// Another I/O failure while running.
     /// The worker-id registry could not be set up (a bad ttl/margin, a bad host name…).
     #[error("worker-id registry: {0}")]
     Registry(String),
     /// The segment store could not be set up.
     #[error("segment mode: {0}")]
     Segment(String),
+    /// Another I/O failure while running.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The final high-water write at shutdown failed; the mark on disk is still ahead of every

@@ -9,6 +9,8 @@
 //!
 //! docs/protocol.md and docs/configuration.md describe the wire formats and every key.
 
+#![warn(missing_docs)]
+
 mod args;
 pub mod config;
 mod error;

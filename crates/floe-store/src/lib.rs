@@ -5,6 +5,8 @@
 //! - [`segment`]: segment stores — SQLite, PostgreSQL, MySQL/MariaDB;
 //! - [`registry`]: worker-id registries — static, SQL, Redis, Kubernetes.
 
+#![warn(missing_docs)]
+
 pub mod db;
 pub mod highwater;
 pub mod registry;

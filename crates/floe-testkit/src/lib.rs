@@ -8,6 +8,8 @@
 //! - [`FloeProcess`]: a `floe serve` child process, its addresses, signals, kill on drop;
 //! - [`Tmpfs`]: a small tmpfs for disk-full tests, unmounted on drop.
 
+#![warn(missing_docs)]
+
 mod process;
 mod tmpfs;
 
