@@ -52,11 +52,12 @@
 pub mod blocking;
 mod builder;
 mod client;
+mod config;
 mod conn;
 mod error;
-mod prefetch;
 mod server;
 
-pub use builder::{Backoff, ClientBuilder, Prefetch, Protocol, ServerOrder};
+pub use builder::ClientBuilder;
 pub use client::{Client, SegmentHandle};
+pub use config::{Backoff, Prefetch, Protocol, ServerOrder};
 pub use error::Error;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::time::timeout;
 
-use crate::builder::{Backoff, Config, Protocol};
+use crate::config::{Backoff, Config, Protocol};
 use crate::conn::{Ask, Conn, Failure};
 
 /// The server's protocol is not known yet: probe it with a v2 ping.

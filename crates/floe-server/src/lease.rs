@@ -1,5 +1,5 @@
-//! Worker-id leases in the server: the fence every request checks, and the task that follows
-//! the lease keeper and swaps in a generator for each new lease.
+//! Worker-id leases in the server: starting the keeper, and the task that follows it and swaps
+//! in a generator for each new lease (the fence every request checks is in [`crate::fence`]).
 //!
 //! The keeper (floe-store) acquires and renews the lease and publishes its state; this module
 //! turns that into an atomic fence read by the issuing path, so a node stops issuing at
@@ -14,118 +14,15 @@ use floe_store::registry::{
     KeeperConfig, Lease, LeaseKeeper, LeaseRequest, LeaseState, NodePool, RegistryError,
 };
 use floe_store::FileHighWater;
-use serde_json::json;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::config::{Config, RegistrySettings};
-use crate::node::{entropy, IssueError, Node};
+use crate::fence::{LeaseGuard, FOREVER, NOT_HELD};
+use crate::node::Node;
 
 /// Clock skew tolerated between nodes, added to the fence margin.
 const SKEW: Duration = Duration::from_millis(500);
-
-/// Fence value: no lease held.
-const NOT_HELD: u64 = 0;
-/// Fence value: held, and it never expires (Kubernetes ordinals).
-const FOREVER: u64 = u64::MAX;
-
-/// The lease as the server sees it.
-#[derive(Debug)]
-pub(crate) struct LeaseGuard {
-    /// Monotonic origin of `fence_ns`.
-    base: Instant,
-    /// Nanoseconds after `base` at which issuing stops; [`NOT_HELD`] or [`FOREVER`].
-    fence_ns: AtomicU64,
-    /// Why the node does not hold a lease, for `/readyz`.
-    status: Mutex<String>,
-    /// The lease in force, for `/v1/info`.
-    lease: Mutex<Option<Lease>>,
-    /// The generator's persisted mark (Unix ms), refreshed by maintenance; each renewal stores
-    /// at least `now + ttl + drift` on top of it, computed when the renewal is sent.
-    registry_mark: Arc<AtomicU64>,
-    /// Set at release: from then on the keeper stores exactly `registry_mark`.
-    released: Arc<AtomicBool>,
-    /// The keeper, taken at shutdown to release the lease.
-    keeper: tokio::sync::Mutex<Option<LeaseKeeper>>,
-    /// The pool of ids and how an id maps onto the layout's node fields.
-    pool: NodePool,
-}
-
-impl LeaseGuard {
-    /// Whether IDs may be issued now.
-    #[inline]
-    pub(crate) fn check(&self) -> Result<(), IssueError> {
-        match self.fence_ns.load(Ordering::Acquire) {
-            FOREVER => Ok(()),
-            NOT_HELD => Err(IssueError::Unavailable(self.why_not())),
-            fence if (self.base.elapsed().as_nanos() as u64) < fence => Ok(()),
-            _ => Err(IssueError::Unavailable(
-                "the worker-id lease could not be renewed in time: this node stopped issuing before another node can be given its id; retry on another node".into(),
-            )),
-        }
-    }
-
-    fn why_not(&self) -> String {
-        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        format!("no worker-id lease held: {status}")
-    }
-
-    /// For `/readyz`.
-    pub(crate) fn readiness(&self) -> Result<(), String> {
-        self.check().map_err(|e| e.message().to_owned())
-    }
-
-    /// For `/v1/info`.
-    pub(crate) fn info(&self) -> serde_json::Value {
-        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let fence = self.fence_ns.load(Ordering::Acquire);
-        let fence_in_ms = match fence {
-            NOT_HELD | FOREVER => None,
-            f => Some((f as i128 - self.base.elapsed().as_nanos() as i128) / 1_000_000),
-        };
-        json!({
-            "held": self.check().is_ok(),
-            "worker_id": lease.as_ref().map(|l| l.id),
-            "epoch": lease.as_ref().map(|l| l.epoch),
-            "fence_in_ms": fence_in_ms,
-            "status": self.status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        })
-    }
-
-    /// Records the generator's persisted mark for the next renewal.
-    pub(crate) fn refresh_mark(&self, persisted_ms: u64) {
-        self.registry_mark.fetch_max(persisted_ms, Ordering::AcqRel);
-    }
-
-    /// Releases the lease with the generator's final mark (call after the generator stopped).
-    /// The registry stores it exactly, so it is kept at or above the mark the lease came with.
-    pub(crate) async fn release(&self, final_ms: u64) {
-        self.fence_ns.store(NOT_HELD, Ordering::Release);
-        let inherited = self
-            .lease
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(|l| l.previous_high_water_ms)
-            .unwrap_or(0);
-        self.registry_mark
-            .store(final_ms.max(inherited), Ordering::Release);
-        self.released.store(true, Ordering::Release);
-        if let Some(keeper) = self.keeper.lock().await.take() {
-            info!(
-                round_trips = keeper.round_trips(),
-                "releasing the worker-id lease"
-            );
-            if let Err(e) = keeper.shutdown().await {
-                warn!("worker-id lease not released (it will expire): {e}");
-            }
-        }
-    }
-
-    fn set_status(&self, status: impl Into<String>) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.into();
-    }
-}
 
 /// Starts the keeper for `settings`; issuing stays fenced until the first lease arrives.
 pub(crate) fn start(
@@ -183,7 +80,7 @@ pub(crate) fn build_generator(
     let generator = Generator::new(
         sf.layout.clone(),
         identity,
-        sf.generator_config(entropy()),
+        sf.generator_config(fastrand::u64(..)),
         sf.clock(),
         Box::new(Floored::new(high_water.clone(), floor_ms)),
     )?;

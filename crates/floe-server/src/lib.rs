@@ -14,7 +14,9 @@
 mod args;
 pub mod config;
 mod error;
+mod fence;
 mod http;
+mod issue;
 mod lease;
 mod limits;
 mod logging;

@@ -75,6 +75,9 @@ pub(crate) struct Metrics {
     pub(crate) high_water_errors: Counter,
 }
 
+/// Seconds in a year: a layout with less time left than this is reported as expiring.
+pub(crate) const YEAR_SECS: u64 = 365 * 86_400;
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The process's metrics, installing the Prometheus recorder on first use.
@@ -157,10 +160,7 @@ impl Metrics {
             .set(if state.rollback_exceeded { 1.0 } else { 0.0 });
         let left = layout_end_ms.saturating_sub(state.wall_ms) / 1000;
         self.layout_seconds_left.set(left as f64);
-        self.layout_expiring.set(if left < crate::node::YEAR_SECS {
-            1.0
-        } else {
-            0.0
-        });
+        self.layout_expiring
+            .set(if left < YEAR_SECS { 1.0 } else { 0.0 });
     }
 }

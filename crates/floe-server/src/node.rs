@@ -1,12 +1,9 @@
 //! The state every listener shares: the generator, the configuration, metrics, log control, and
 //! the one function that issues snowflake IDs for a request.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use floe_core::{Clock, GenError, Generator, Reservation};
@@ -14,55 +11,11 @@ use floe_store::FileHighWater;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::lease::LeaseGuard;
+use crate::fence::LeaseGuard;
+use crate::issue::{IssueError, MAX_WAIT};
 use crate::logging::LogControl;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, YEAR_SECS};
 use crate::segment::SegmentService;
-
-/// Seconds in a year: a layout with less time left than this is reported as expiring.
-pub(crate) const YEAR_SECS: u64 = 365 * 86_400;
-
-/// Longest a request waits for the sequence to free up (sequence exhausted within `max_drift`)
-/// before it is answered "unavailable"; a client is better served by an error it can retry
-/// elsewhere than by a reply that never comes.
-pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
-
-/// Why a request got no IDs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum IssueError {
-    /// Retry later or on another node: clock rollback, high-water write failed, shutting down,
-    /// sequence exhausted for longer than [`MAX_WAIT`].
-    Unavailable(String),
-    /// A bug: the server asked the generator for something it never should.
-    Internal(String),
-}
-
-impl IssueError {
-    /// The message for the client.
-    pub(crate) fn message(&self) -> &str {
-        match self {
-            IssueError::Unavailable(m) | IssueError::Internal(m) => m,
-        }
-    }
-}
-
-impl From<GenError> for IssueError {
-    fn from(e: GenError) -> IssueError {
-        match e {
-            GenError::ClockRollback { .. }
-            | GenError::ClockBeforeEpoch { .. }
-            | GenError::WouldWait { .. }
-            | GenError::LayoutExhausted { .. }
-            | GenError::HighWater(_)
-            | GenError::HighWaterFuture { .. } => IssueError::Unavailable(e.to_string()),
-            GenError::Closed => IssueError::Unavailable("the server is shutting down".into()),
-            GenError::BatchTooLarge { .. }
-            | GenError::NoLane { .. }
-            | GenError::Config { .. }
-            | GenError::Layout(_) => IssueError::Internal(e.to_string()),
-        }
-    }
-}
 
 /// One running node.
 #[derive(Debug)]
@@ -97,18 +50,6 @@ pub(crate) struct Node {
     pub(crate) tcp_addr: SocketAddr,
     /// Bound HTTP address, reported by `/v1/info`.
     pub(crate) http_addr: SocketAddr,
-}
-
-/// 64 bits from the OS's hash keys, which std seeds from OS entropy; enough for a volume-hiding
-/// seed or an instance id without another dependency.
-pub(crate) fn entropy() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish()
 }
 
 impl Node {

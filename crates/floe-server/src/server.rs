@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::node::{entropy, Node};
+use crate::node::Node;
 use crate::{http, lease, limits, logging, metrics, peers, segment, tcp};
 use arc_swap::ArcSwap;
 
@@ -111,7 +111,7 @@ impl Server {
         limits::raise_open_files(config.server.max_connections);
         let tcp_addr = listeners.tcp_addr()?;
         let http_addr = listeners.http_addr()?;
-        let instance = format!("{:016x}", entropy());
+        let instance = format!("{:016x}", fastrand::u64(..));
         let sf = config.snowflake.clone();
 
         if !config.server.peers.is_empty() {

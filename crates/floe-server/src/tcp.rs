@@ -41,7 +41,8 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::node::{IssueError, Node};
+use crate::issue::IssueError;
+use crate::node::Node;
 use crate::segment::SegmentError;
 use crate::throttle::Throttle;
 

@@ -20,7 +20,8 @@ use axum::routing::{any, get};
 use axum::Router;
 use serde_json::json;
 
-use crate::node::{IssueError, Node};
+use crate::issue::IssueError;
+use crate::node::Node;
 use crate::segment::SegmentError;
 
 /// The router of one node.

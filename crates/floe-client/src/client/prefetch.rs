@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::builder::Prefetch;
-use crate::client::{Inner, Kind};
+use super::{Inner, Kind};
+use crate::config::Prefetch;
 use crate::error::Error;
 
 /// Background refills that fail in a row before the refill task gives up until the next take.

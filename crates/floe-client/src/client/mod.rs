@@ -1,6 +1,9 @@
 //! The async client: requests with failover over the server list, and the per-mode and per-tag
 //! sources that serve IDs from a prefetch buffer or the network.
 
+// Prefetch reaches into the client's shared state, so it is a part of the client, not a peer.
+mod prefetch;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,11 +13,11 @@ use floe_proto::{Reply, Status, V1_MAX_BATCH};
 use tokio::runtime::Handle;
 use tokio::time::{timeout_at, Instant};
 
-use crate::builder::{check_tag, Config, Protocol, ServerOrder};
+use crate::config::{check_tag, Config, Protocol, ServerOrder};
 use crate::conn::Ask;
 use crate::error::Error;
-use crate::prefetch::Buffer;
 use crate::server::Server;
+use prefetch::Buffer;
 
 /// What a request asks for.
 #[derive(Clone, PartialEq, Eq)]
