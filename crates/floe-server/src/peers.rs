@@ -8,8 +8,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
@@ -17,7 +20,7 @@ use tokio::task::JoinSet;
 pub(crate) const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest `/v1/info` response read from a peer.
-const MAX_RESPONSE: u64 = 256 * 1024;
+const MAX_RESPONSE: usize = 256 * 1024;
 
 /// What this node would collide on.
 #[derive(Debug, Clone)]
@@ -87,86 +90,46 @@ async fn check(me: &Me, peer: &str) -> Result<bool, String> {
     Ok(false)
 }
 
-/// `GET /v1/info` over a fresh connection.
+/// `GET /v1/info` over a fresh connection, with hyper's client (no HTTP parsing of our own).
 async fn get_info(peer: &str) -> Result<Value, String> {
-    let mut stream = TcpStream::connect(peer)
+    let stream = TcpStream::connect(peer)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let request =
-        format!("GET /v1/info HTTP/1.1\r\nHost: {peer}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("cannot start HTTP: {e}"))?;
+    // Drives the connection; it ends when the sender is dropped, and is aborted on the way out.
+    let driver = AbortOnDrop(tokio::spawn(connection));
+    let request = hyper::Request::get("/v1/info")
+        .header(header::HOST, peer)
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::new())
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let response = sender
+        .send_request(request)
         .await
         .map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut raw)
+    if response.status() != hyper::StatusCode::OK {
+        return Err(format!(
+            "/v1/info answered {}; is this a Floe HTTP listener?",
+            response.status()
+        ));
+    }
+    let body = Limited::new(response.into_body(), MAX_RESPONSE)
+        .collect()
         .await
-        .map_err(|e| format!("cannot read the response: {e}"))?;
-    let body = parse_response(&raw)?;
+        .map_err(|e| format!("cannot read the response (at most {MAX_RESPONSE} bytes): {e}"))?
+        .to_bytes();
+    drop(driver);
     serde_json::from_slice(&body).map_err(|e| format!("/v1/info is not JSON: {e}"))
 }
 
-/// The body of a 200 response, de-chunked if needed.
-fn parse_response(raw: &[u8]) -> Result<Vec<u8>, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("truncated HTTP response")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("");
-    if status != "200" {
-        return Err(format!(
-            "/v1/info answered {status:?}; is this a Floe HTTP listener?"
-        ));
-    }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok(body.to_vec());
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk")?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if rest.len() < size {
-            return Err("truncated chunk".into());
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or(&[]);
-    }
-}
+/// Aborts the connection task when the check ends, however it ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-#[cfg(test)]
-mod tests {
-    use super::parse_response;
-
-    #[test]
-    fn plain_and_chunked_bodies() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain).unwrap(), b"{}");
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n3\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), b"{\"a\":1}");
-        assert!(parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200").is_err());
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
