@@ -477,27 +477,15 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// Parses `500ms`, `10s`, `1.5s`, `2m`; a bare number is seconds.
+/// Parses a duration in the grammar every Floe duration uses (humantime: `500ms`, `10s`, `2m`,
+/// `1m 30s`), so a value that works in `floe.toml` works here and the other way round.
 fn parse_duration(name: &'static str, text: &str) -> Result<Duration, LoadError> {
-    let bad = || {
+    humantime::parse_duration(text.trim()).map_err(|e| {
         option(
             name,
-            format!("{text:?} is not a duration; write e.g. 500ms, 10s, 1.5s or 2m"),
+            format!("{text:?} is not a duration ({e}); write e.g. 500ms, 10s, 2m or 1m 30s"),
         )
-    };
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" | "min" => number * 60.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+    })
 }
 
 #[cfg(test)]
@@ -509,12 +497,17 @@ mod tests {
         let d = |s| parse_duration("--duration", s).unwrap();
         assert_eq!(d("500ms"), Duration::from_millis(500));
         assert_eq!(d("10s"), Duration::from_secs(10));
-        assert_eq!(d("1.5s"), Duration::from_millis(1500));
         assert_eq!(d("2m"), Duration::from_secs(120));
-        assert_eq!(d("3"), Duration::from_secs(3));
-        assert!(parse_duration("--duration", "ten").is_err());
-        assert!(parse_duration("--duration", "5h").is_err());
-        assert!(parse_duration("--duration", "-1s").is_err());
+        assert_eq!(d("1s 500ms"), Duration::from_millis(1500));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500));
+        // The server's grammar: no bare numbers (their unit would be a guess).
+        for bad in ["ten", "3", "-1s", ""] {
+            let e = parse_duration("--duration", bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--duration") && e.contains("500ms"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 
     #[test]
