@@ -32,8 +32,8 @@ pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
 pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
 pub use highwater::{Floored, HighWater, HighWaterError, MemoryHighWater};
 pub use layout::{
-    parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind, Identity,
-    IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
+    parse_id, parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind,
+    Identity, IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
 };
 pub use segment::{
     check_tag, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig, SegmentError,

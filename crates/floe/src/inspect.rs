@@ -35,12 +35,7 @@ pub struct LayoutArgs {
 
 /// Parses an ID in decimal or `0x` hex.
 fn parse_id(text: &str) -> Result<u64, Failure> {
-    let t = text.trim();
-    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => t.parse(),
-    };
-    parsed.map_err(|_| {
+    floe_core::parse_id(text).ok_or_else(|| {
         Failure::usage(format!(
             "id `{text}` is not an unsigned 64-bit integer (decimal, or hex with 0x; max {})",
             u64::MAX

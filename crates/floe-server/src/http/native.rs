@@ -117,20 +117,12 @@ struct DecodeBody<'a> {
     layout: String,
 }
 
-/// Parses an ID written in decimal or as `0x…` hexadecimal.
-pub(super) fn parse_id(text: &str) -> Option<u64> {
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
-}
-
 /// `GET /v1/decode/{id}` → every field of the ID under the configured layout.
 pub(super) async fn decode(
     State(node): State<Arc<Node>>,
     PathParam(text): PathParam,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&text).ok_or_else(|| {
+    let id = floe_core::parse_id(&text).ok_or_else(|| {
         ApiError::bad_request(format!(
             "id must be a decimal or 0x-prefixed hexadecimal integer in 0..={}, got {text:?}",
             u64::MAX
