@@ -4,8 +4,6 @@
 //! tried until it ends; the first request after that is the probe. The hot path (a healthy
 //! server) reads two atomics and takes no lock.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -243,20 +241,7 @@ fn ejection(backoff: &Backoff, failures: u32) -> Duration {
     let period = doubled.min(backoff.max);
     let half = period / 2;
     let nanos = half.as_nanos() as u64;
-    half + Duration::from_nanos(if nanos == 0 {
-        0
-    } else {
-        random() % (nanos + 1)
-    })
-}
-
-/// A random number off the hot path, without a dependency: std's hasher keys are random per
-/// process and step on every `RandomState`.
-pub(crate) fn random() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.finish()
+    half + Duration::from_nanos(fastrand::u64(..=nanos))
 }
 
 #[cfg(test)]
