@@ -2,7 +2,7 @@
 //! unknown keys, each section's builder is validated, and the result is the public, typed
 //! [`Config`].
 //!
-//! One module per section ([`server`], [`log`], [`snowflake`], [`segment`], [`registry`]) holds
+//! One module per section (`server`, `log`, `snowflake`, `segment`, `registry`) holds
 //! its public struct, its named defaults, its builder and the builder's `build`; `value` holds the
 //! typed wrappers that read a key from TOML or from the text of a variable or flag, and `sources`
 //! the layering of file, environment and flags.
@@ -32,27 +32,22 @@ use serde::Deserialize;
 use self::log::LogBuilder;
 pub use self::log::{LogConfig, LogFormat, LogLevel, LOG_LEVELS};
 use self::registry::RegistryBuilder;
-pub use self::registry::{RegistrySettings, DEFAULT_TTL};
+pub use self::registry::RegistrySettings;
 use self::segment::SegmentBuilder;
 pub use self::segment::SegmentSettings;
 use self::server::ServerBuilder;
 pub use self::server::{
-    HttpLimits, ServerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_HTTP_BODY_TIMEOUT,
-    DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_HTTP_LISTEN,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_COUNT, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TCP_LISTEN, DEFAULT_WRITE_TIMEOUT,
+    HttpLimits, ServerConfig, DEFAULT_HTTP_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_COUNT,
+    DEFAULT_TCP_LISTEN,
 };
 use self::snowflake::SnowflakeBuilder;
-pub use self::snowflake::{
-    SnowflakeConfig, VolumeConfig, DEFAULT_HIGH_WATER_WINDOW, DEFAULT_LAYOUT, DEFAULT_MAX_DRIFT,
-    DEFAULT_MAX_ROLLBACK,
-};
+pub use self::snowflake::{SnowflakeConfig, VolumeConfig};
 use self::sources::{describe, Sources};
 use self::value::Text;
 pub use crate::args::ServeArgs;
 
 /// Default `data_dir`, relative to the working directory.
-pub const DEFAULT_DATA_DIR: &str = "./data";
+const DEFAULT_DATA_DIR: &str = "./data";
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]

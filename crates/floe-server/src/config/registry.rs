@@ -17,7 +17,9 @@ const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default `registry.namespace`.
 const DEFAULT_NAMESPACE: &str = "floe";
 /// Default `registry.ttl`.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// Default `registry.offset` of the Kubernetes registry, added to the ordinal of `HOSTNAME`.
+const DEFAULT_OFFSET: u32 = 0;
 /// Default `registry.call_timeout`.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Clock skew between nodes the fence margin allows for (see lease.rs).
@@ -85,9 +87,11 @@ impl RegistryBuilder {
         let registry = match kind.as_str() {
             "static" => return Ok(None),
             "kubernetes" => RegistryConfig::Kubernetes {
-                offset: self
-                    .offset
-                    .within("registry.offset", 0, 0..=i64::from(u32::MAX))?,
+                offset: self.offset.within(
+                    "registry.offset",
+                    DEFAULT_OFFSET,
+                    0..=i64::from(u32::MAX),
+                )?,
             },
             "sql" => {
                 let url = url(None)?;

@@ -9,6 +9,10 @@ use serde::Deserialize;
 use super::value::{Bool, Dur, Float, Int, Text};
 use super::{invalid, ConfigError};
 
+/// Default `segment.enabled`: segment mode is on.
+const DEFAULT_ENABLED: bool = true;
+/// Default `segment.auto_create`: an unknown tag is an error, not a new row.
+const DEFAULT_AUTO_CREATE: bool = false;
 /// Default `segment.schema`: Floe's own table.
 const DEFAULT_SCHEMA: &str = "floe";
 /// Default `segment.max_connections` (the store's pool size).
@@ -68,7 +72,7 @@ pub(super) struct SegmentBuilder {
 impl SegmentBuilder {
     /// Validates `[segment]`; `None` when `segment.enabled = false`.
     pub(super) fn build(&self) -> Result<Option<SegmentSettings>, ConfigError> {
-        if !self.enabled.get("segment.enabled", true)? {
+        if !self.enabled.get("segment.enabled", DEFAULT_ENABLED)? {
             return Ok(None);
         }
         // The dialect check refuses a number with a better message than "a string" would.
@@ -172,7 +176,9 @@ impl SegmentBuilder {
                 DEFAULT_WAIT_TIMEOUT,
                 Duration::ZERO..=Duration::from_secs(60),
             )?,
-            auto_create: self.auto_create.get("segment.auto_create", false)?,
+            auto_create: self
+                .auto_create
+                .get("segment.auto_create", DEFAULT_AUTO_CREATE)?,
             default_step: self
                 .default_step
                 .within("segment.default_step", DEFAULT_STEP, steps)?,

@@ -18,19 +18,19 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default limit of IDs per request (v2 count, HTTP `count`).
 pub const DEFAULT_MAX_COUNT: u32 = floe_proto::DEFAULT_MAX_COUNT;
 /// Default `server.idle_timeout`.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default `server.frame_timeout`.
-pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `server.write_timeout`.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `server.shutdown_timeout`.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `server.http_header_timeout`.
-pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `server.http_body_timeout`.
-pub const DEFAULT_HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `server.http_idle_timeout`.
-pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Most connections either listener may be limited to.
 const MAX_CONNECTIONS_LIMIT: i64 = 1_000_000;

@@ -13,17 +13,25 @@ use super::value::{Bool, Dur, Float, FromScalar, IdentitySpec, Int, Text};
 use super::{invalid, ms, ConfigError, ConfigWarning};
 
 /// Default `snowflake.layout`: GenID's, so a GenID deployment needs no configuration.
-pub const DEFAULT_LAYOUT: &str = "genid";
+const DEFAULT_LAYOUT: &str = "genid";
 /// Default `snowflake.lanes`: every lane the layout addresses.
 const DEFAULT_LANES: u32 = 0;
 /// Default `snowflake.max_rollback`.
-pub const DEFAULT_MAX_ROLLBACK: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_ROLLBACK: Duration = Duration::from_secs(5);
 /// Default `snowflake.max_drift`.
-pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(1);
 /// Default `snowflake.high_water_window`.
-pub const DEFAULT_HIGH_WATER_WINDOW: Duration = Duration::from_secs(2);
+const DEFAULT_HIGH_WATER_WINDOW: Duration = Duration::from_secs(2);
+/// Default `snowflake.machine_clock`: the wall clock, which follows NTP.
+const DEFAULT_MACHINE_CLOCK: bool = false;
+/// Default `snowflake.clock_offset_ms`: the clock as it is.
+const DEFAULT_CLOCK_OFFSET_MS: i64 = 0;
+/// Default `snowflake.volume.jump_probability`: no jumps.
+const DEFAULT_JUMP_PROBABILITY: f64 = 0.0;
 /// Default `snowflake.volume.max_jump_ticks`.
 const DEFAULT_MAX_JUMP_TICKS: u64 = 1;
+/// Default `snowflake.volume.random_seq_start`: sequences start at 0.
+const DEFAULT_RANDOM_SEQ_START: bool = false;
 
 /// Most lanes a generator may have.
 const MAX_LANES: i64 = 65_536;
@@ -156,10 +164,12 @@ impl SnowflakeBuilder {
         })?;
         let clock_offset_ms = self.clock_offset_ms.within(
             "snowflake.clock_offset_ms",
-            0,
+            DEFAULT_CLOCK_OFFSET_MS,
             -MAX_CLOCK_OFFSET_MS..=MAX_CLOCK_OFFSET_MS,
         )?;
-        let machine_clock = self.machine_clock.get("snowflake.machine_clock", false)?;
+        let machine_clock = self
+            .machine_clock
+            .get("snowflake.machine_clock", DEFAULT_MACHINE_CLOCK)?;
         let volume = self.volume.build()?;
         let identity = identity(&layout, &self.identity)?;
         let config = SnowflakeConfig {
@@ -195,17 +205,20 @@ impl SnowflakeBuilder {
 impl VolumeBuilder {
     /// Validates `[snowflake.volume]`; `None` when neither kind of hiding is on.
     fn build(&self) -> Result<Option<VolumeConfig>, ConfigError> {
-        let jump_probability =
-            self.jump_probability
-                .within("snowflake.volume.jump_probability", 0.0, 0.0..=1.0)?;
+        let jump_probability = self.jump_probability.within(
+            "snowflake.volume.jump_probability",
+            DEFAULT_JUMP_PROBABILITY,
+            0.0..=1.0,
+        )?;
         let max_jump_ticks = self.max_jump_ticks.within(
             "snowflake.volume.max_jump_ticks",
             DEFAULT_MAX_JUMP_TICKS,
             1..=i64::MAX,
         )?;
-        let random_seq_start = self
-            .random_seq_start
-            .get("snowflake.volume.random_seq_start", false)?;
+        let random_seq_start = self.random_seq_start.get(
+            "snowflake.volume.random_seq_start",
+            DEFAULT_RANDOM_SEQ_START,
+        )?;
         Ok(
             (jump_probability > 0.0 || random_seq_start).then_some(VolumeConfig {
                 jump_probability,
