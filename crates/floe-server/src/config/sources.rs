@@ -13,7 +13,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use floe_core::parse_identity_pairs;
 
-use super::{ConfigError, ServeArgs};
+use super::{ConfigError, ConfigWarning, ServeArgs};
 
 /// Environment variables that are not `FLOE_<SECTION>__<KEY>` paths but shorthands.
 const SHORTHANDS: &[&str] = &[
@@ -109,7 +109,7 @@ pub(crate) struct Sources {
     /// `WORKER_ID` / `FLOE_WORKER_ID`, applied only when the layout has a `worker` field.
     worker: Option<(String, String)>,
     /// Things worth a log line once logging is up.
-    pub(crate) warnings: Vec<String>,
+    pub(crate) warnings: Vec<ConfigWarning>,
 }
 
 impl Sources {
@@ -322,7 +322,11 @@ fn flags_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
 
 /// GenID's `config.json` (`port`, `zone_id`, `dc_id`, `machine_id`), checked with the ranges its
 /// own validation meant to enforce (it let 32 and negative values through).
-fn genid_layer(path: &Path, host: &str, warnings: &mut Vec<String>) -> Result<Layer, ConfigError> {
+fn genid_layer(
+    path: &Path,
+    host: &str,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<Layer, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::Source(format!("--genid-config {shown}: cannot read the file: {e}"))
@@ -351,16 +355,16 @@ fn genid_layer(path: &Path, host: &str, warnings: &mut Vec<String>) -> Result<La
     let zone = field("zone_id", 31, "GenID's 5-bit zone field")?;
     let dc = field("dc_id", 7, "GenID's 3-bit dc field")?;
     let machine = field("machine_id", 7, "GenID's 3-bit machine field")?;
-    let extra: Vec<&str> = obj
+    let extra: Vec<String> = obj
         .keys()
-        .map(String::as_str)
-        .filter(|k| !["port", "zone_id", "dc_id", "machine_id"].contains(k))
+        .filter(|k| !["port", "zone_id", "dc_id", "machine_id"].contains(&k.as_str()))
+        .cloned()
         .collect();
     if !extra.is_empty() {
-        warnings.push(format!(
-            "GenID config {shown}: ignoring keys Floe does not use: {}",
-            extra.join(", ")
-        ));
+        warnings.push(ConfigWarning::GenidKeysIgnored {
+            path: shown.clone(),
+            keys: extra,
+        });
     }
     let mut dict = Dict::new();
     insert(

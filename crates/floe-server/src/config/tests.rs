@@ -497,3 +497,58 @@ fn values_of_the_wrong_type_are_refused() {
     .config;
     assert_eq!(c.server.peers, ["a:1"]);
 }
+
+#[test]
+fn typed_keys_accept_their_string_form() {
+    let c = load(
+        &ServeArgs::default(),
+        &env(&[
+            ("FLOE_SERVER__MAX_COUNT", "500"),
+            ("FLOE_SERVER__MAX_CONNECTIONS", " 7 "),
+            ("FLOE_SNOWFLAKE__MACHINE_CLOCK", "yes"),
+            ("FLOE_SEGMENT__REFILL_THRESHOLD", "0.25"),
+            ("FLOE_SEGMENT__AUTO_CREATE", "on"),
+            ("FLOE_SERVER__SHUTDOWN_TIMEOUT", "1m 30s"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.server.max_count, 500);
+    assert_eq!(c.server.max_connections, 7);
+    assert!(c.snowflake.machine_clock);
+    let seg = c.segment.unwrap();
+    assert_eq!(seg.service.buffer.refill_threshold, 0.25);
+    assert!(seg.service.auto_create);
+    assert_eq!(c.server.shutdown_timeout, Duration::from_secs(90));
+    // The same keys in TOML take their TOML types.
+    let c =
+        Config::from_toml("[server]\nmax_count = 500\n[snowflake]\nmachine_clock = true").unwrap();
+    assert_eq!(c.server.max_count, 500);
+    assert!(c.snowflake.machine_clock);
+}
+
+#[test]
+fn warnings_are_raised_where_they_apply() {
+    let zero = |w: &String| w.starts_with("snowflake.identity is 0");
+    // A registry hands out the identity: a static 0 is expected, not warned about.
+    let loaded = load(
+        &ServeArgs::default(),
+        &env(&[("FLOE_REGISTRY__KIND", "redis")]),
+    )
+    .unwrap();
+    assert!(loaded.config.registry.is_some());
+    assert!(!loaded.warnings.iter().any(zero), "{:?}", loaded.warnings);
+    // FLOE_WORKER_ID is meant for Floe, so ignoring it is said; MASA's WORKER_ID is not.
+    let loaded = load(&ServeArgs::default(), &env(&[("FLOE_WORKER_ID", "3")])).unwrap();
+    let ignored = ConfigWarning::WorkerIdIgnored {
+        var: "FLOE_WORKER_ID".into(),
+    };
+    assert!(loaded.warnings.contains(&ignored.to_string()));
+    let loaded = load(&ServeArgs::default(), &env(&[("WORKER_ID", "3")])).unwrap();
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(zero(&loaded.warnings[0]));
+    let w = ConfigWarning::ZeroIdentity {
+        fields: vec!["zone".into(), "dc".into()],
+    };
+    assert!(w.to_string().contains("(zone, dc)"), "{w}");
+}

@@ -1,0 +1,190 @@
+//! The `[registry]` section: where the worker id comes from when it is not the static
+//! `snowflake.identity`.
+
+use std::time::Duration;
+
+use floe_store::registry::{RedisConfig, RegistryConfig, SqlConfig};
+use serde::Deserialize;
+
+use super::snowflake::SnowflakeConfig;
+use super::value::{Dur, Int, List, Scalar, Text};
+use super::{invalid, ms, ConfigError};
+
+/// Default `registry.kind`: no registry, the identity is `snowflake.identity`.
+const DEFAULT_KIND: &str = "static";
+/// Default `registry.url` of the Redis registry (SQL has no default: it names the database).
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default `registry.namespace`.
+const DEFAULT_NAMESPACE: &str = "floe";
+/// Default `registry.ttl`.
+const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// Default `registry.offset` of the Kubernetes registry, added to the ordinal of `HOSTNAME`.
+const DEFAULT_OFFSET: u32 = 0;
+/// Default `registry.call_timeout`.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Clock skew between nodes the fence margin allows for (see lease.rs).
+const CLOCK_SKEW: Duration = Duration::from_millis(500);
+
+/// Validated `[registry]` settings: a leased worker id (SQL, Redis) or one derived from the host
+/// name (Kubernetes), instead of a static identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrySettings {
+    /// Which registry and how to reach it.
+    pub registry: RegistryConfig,
+    /// Ids are unique within a namespace; several clusters can share one store.
+    pub namespace: String,
+    /// How long the store keeps an id for a node that stops renewing.
+    pub ttl: Duration,
+    /// The layout's node fields the leased id fills (e.g. `machine` within GenID's zone/dc).
+    pub fields: Vec<String>,
+}
+
+/// `[registry]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RegistryBuilder {
+    kind: Text,
+    url: Text,
+    namespace: Text,
+    ttl: Dur,
+    table: Text,
+    key_prefix: Text,
+    fields: Option<List>,
+    offset: Int,
+    call_timeout: Dur,
+}
+
+impl RegistryBuilder {
+    /// Validates `[registry]` against the validated snowflake settings (layout, drift);
+    /// `None` for the static identity.
+    pub(super) fn build(
+        &self,
+        sf: &SnowflakeConfig,
+    ) -> Result<Option<RegistrySettings>, ConfigError> {
+        let layout = &sf.layout;
+        let kind = self
+            .kind
+            .get("registry.kind", DEFAULT_KIND)?
+            .trim()
+            .to_ascii_lowercase();
+        let call_timeout = self.call_timeout.within(
+            "registry.call_timeout",
+            DEFAULT_CALL_TIMEOUT,
+            Duration::from_millis(10)..=Duration::from_secs(60),
+        )?;
+        // The URL's own check refuses a number with a better message than "a string" would.
+        let url = |default: Option<&str>| -> Result<String, ConfigError> {
+            match (self.url.text(), default) {
+                (Some(u), _) => Ok(u.trim().to_owned()),
+                (None, Some(d)) => Ok(d.to_owned()),
+                (None, None) => Err(invalid(
+                    "registry.url",
+                    "(missing)",
+                    format!("a URL of the {kind} registry"),
+                )),
+            }
+        };
+        let registry = match kind.as_str() {
+            "static" => return Ok(None),
+            "kubernetes" => RegistryConfig::Kubernetes {
+                offset: self.offset.within(
+                    "registry.offset",
+                    DEFAULT_OFFSET,
+                    0..=i64::from(u32::MAX),
+                )?,
+            },
+            "sql" => {
+                let url = url(None)?;
+                floe_store::db::Dialect::of_url(&url).map_err(|why| {
+                    invalid("registry.url", floe_store::db::redact_url(&url), why)
+                })?;
+                let mut c = SqlConfig::new(url);
+                c.table = self.table.get("registry.table", &c.table)?;
+                c.call_timeout = call_timeout;
+                RegistryConfig::Sql(c)
+            }
+            "redis" => {
+                let url = url(Some(DEFAULT_REDIS_URL))?;
+                if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                    return Err(invalid(
+                        "registry.url",
+                        floe_store::db::redact_url(&url),
+                        "a redis:// or rediss:// URL",
+                    ));
+                }
+                let mut c = RedisConfig::new(url);
+                c.key_prefix = self.key_prefix.get("registry.key_prefix", &c.key_prefix)?;
+                c.call_timeout = call_timeout;
+                RegistryConfig::Redis(c)
+            }
+            _ => {
+                return Err(invalid(
+                    "registry.kind",
+                    format!("{kind:?}"),
+                    "static, sql, redis or kubernetes",
+                ))
+            }
+        };
+        // Default pool: the `worker` field, else `machine` (GenID: within zone and dc), else the
+        // least significant node field.
+        let fields: Vec<String> = match &self.fields {
+            Some(list) => list.0.iter().map(Scalar::text).collect(),
+            None => {
+                let names: Vec<&str> = layout.node_fields().map(|f| f.name.as_str()).collect();
+                let pick = ["worker", "machine"]
+                    .into_iter()
+                    .find(|n| names.contains(n))
+                    .or(names.last().copied())
+                    .ok_or_else(|| {
+                        invalid(
+                            "registry.kind",
+                            format!("{kind:?}"),
+                            "static: the layout has no node field to lease",
+                        )
+                    })?;
+                vec![pick.to_owned()]
+            }
+        };
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        floe_store::registry::NodePool::new(layout, &names)
+            .map_err(|e| invalid("registry.fields", format!("{fields:?}"), e.to_string()))?;
+        let namespace = self
+            .namespace
+            .get("registry.namespace", DEFAULT_NAMESPACE)?;
+        if namespace.is_empty() || namespace.len() > 64 || namespace.contains(char::is_whitespace) {
+            return Err(invalid(
+                "registry.namespace",
+                format!("{namespace:?}"),
+                "1..=64 characters without spaces",
+            ));
+        }
+        let ttl = self.ttl.within(
+            "registry.ttl",
+            DEFAULT_TTL,
+            Duration::from_secs(1)..=Duration::from_secs(600),
+        )?;
+        // The node stops issuing `margin` before its lease can expire; logical time may run
+        // max_drift plus a tick ahead of the clock, plus skew between nodes (see lease.rs), and
+        // a renewal every ttl/3 must land before the fence.
+        let tick = Duration::from_millis(layout.time_spec().unit_ms);
+        let margin = sf.max_drift + tick + CLOCK_SKEW;
+        if margin * 2 > ttl {
+            return Err(invalid(
+                "registry.ttl",
+                ms(ttl),
+                format!(
+                    "at least {} with this layout: twice the fence margin of snowflake.max_drift ({}) + one tick ({}) + 0.5 s clock skew",
+                    ms(margin * 2),
+                    ms(sf.max_drift),
+                    ms(tick)
+                ),
+            ));
+        }
+        Ok(Some(RegistrySettings {
+            registry,
+            namespace,
+            ttl,
+            fields,
+        }))
+    }
+}
