@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use floe_core::{Segment, SegmentBuffer, SegmentConfig, SegmentError};
+use floe_core::{BufferError, Segment, SegmentBuffer, SegmentConfig};
 
 /// A buffer with segments so large that a refill is rare: the fast path is what is measured.
 fn buffer() -> (SegmentBuffer, u64) {
@@ -31,7 +31,7 @@ fn take(b: &SegmentBuffer, next: &mut u64, n: u64) -> u64 {
     loop {
         match b.try_take(n) {
             Ok(t) => return t.first.start,
-            Err(SegmentError::Short { .. }) => {
+            Err(BufferError::Short { .. }) => {
                 b.advance();
                 if let Some(plan) = b.plan_refill(n, 0) {
                     b.install(Segment {

@@ -36,6 +36,6 @@ pub use layout::{
     Identity, IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
 };
 pub use segment::{
-    check_tag, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig, SegmentError,
+    check_tag, BufferError, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig,
     SegmentState, TagError, Taken, MAX_TAG_LEN,
 };

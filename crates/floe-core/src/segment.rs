@@ -68,21 +68,21 @@ impl Default for SegmentConfig {
 
 impl SegmentConfig {
     /// Checks the values, naming the key and the allowed range.
-    pub fn validate(&self) -> Result<(), SegmentError> {
+    pub fn validate(&self) -> Result<(), BufferError> {
         if !(self.refill_threshold > 0.0 && self.refill_threshold < 1.0) {
-            return Err(SegmentError::Config(format!(
+            return Err(BufferError::Config(format!(
                 "segment.refill_threshold = {} is invalid: allowed is a fraction in (0, 1), e.g. 0.1",
                 self.refill_threshold
             )));
         }
         if self.min_step == 0 || self.min_step > self.max_step {
-            return Err(SegmentError::Config(format!(
+            return Err(BufferError::Config(format!(
                 "segment.min_step = {} / max_step = {} are invalid: allowed is 1 <= min_step <= max_step",
                 self.min_step, self.max_step
             )));
         }
         if self.target_lifetime.is_zero() {
-            return Err(SegmentError::Config(
+            return Err(BufferError::Config(
                 "segment.target_lifetime must be more than 0 s".into(),
             ));
         }
@@ -90,9 +90,10 @@ impl SegmentConfig {
     }
 }
 
-/// Why IDs could not be taken.
+/// Why the double buffer could not give IDs or take a segment (named apart from the server's
+/// `SegmentError`, the error of a whole segment request).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SegmentError {
+pub enum BufferError {
     /// The buffer holds fewer IDs than asked for; a refill is needed (or under way).
     #[error("segment buffer holds {available} IDs, {wanted} wanted; waiting for the next segment")]
     Short {
@@ -347,7 +348,7 @@ struct Cursor(AtomicU64);
 
 impl SegmentBuffer {
     /// An empty buffer whose first claim will be `initial_step` IDs.
-    pub fn new(initial_step: u64, config: SegmentConfig) -> Result<Self, SegmentError> {
+    pub fn new(initial_step: u64, config: SegmentConfig) -> Result<Self, BufferError> {
         config.validate()?;
         let step = initial_step.clamp(config.min_step, config.max_step);
         Ok(SegmentBuffer {
@@ -433,7 +434,7 @@ impl SegmentBuffer {
     /// request. Requests within the segment in use take one compare-and-swap; a request that
     /// spans segments is served under the slow lock.
     #[inline]
-    pub fn try_take(&self, n: u64) -> Result<Taken, SegmentError> {
+    pub fn try_take(&self, n: u64) -> Result<Taken, BufferError> {
         let snap = self.snapshot();
         let mut v = self.taken.0.load(Ordering::Acquire);
         // v >= snap.v0 always: the segment in use only moves on once the cursor passed it.
@@ -462,23 +463,23 @@ impl SegmentBuffer {
             }
         }
         if v == CLOSED {
-            return Err(SegmentError::Closed);
+            return Err(BufferError::Closed);
         }
         self.take_slow(n)
     }
 
     /// A request that does not fit the segment in use. Under the lock the held segments cannot
     /// change and lock-free takers cannot pass the current end, so the mapping is stable.
-    fn take_slow(&self, n: u64) -> Result<Taken, SegmentError> {
+    fn take_slow(&self, n: u64) -> Result<Taken, BufferError> {
         let mut slow = self.lock();
         let mut v = self.taken.0.load(Ordering::Acquire);
         loop {
             if v == CLOSED {
-                return Err(SegmentError::Closed);
+                return Err(BufferError::Closed);
             }
             if v.checked_add(n).is_none_or(|end| end > slow.end) {
                 self.promote(&mut slow, v);
-                return Err(SegmentError::Short {
+                return Err(BufferError::Short {
                     wanted: n,
                     available: slow.end.saturating_sub(v),
                 });
@@ -549,9 +550,9 @@ impl SegmentBuffer {
     /// issued: a segment starting at 0 starts at 1.
     ///
     /// A segment that starts below the end of any segment installed before is refused with
-    /// [`SegmentError::Regressed`] and recorded as a failed refill: whatever the store says,
+    /// [`BufferError::Regressed`] and recorded as a failed refill: whatever the store says,
     /// this buffer never hands out an ID twice.
-    pub fn install(&self, segment: Segment) -> Result<(), SegmentError> {
+    pub fn install(&self, segment: Segment) -> Result<(), BufferError> {
         let mut slow = self.lock();
         slow.in_flight = false;
         let segment = Segment {
@@ -559,7 +560,7 @@ impl SegmentBuffer {
             end: segment.end.max(1),
         };
         if segment.start < slow.served_end || segment.end < segment.start {
-            let e = SegmentError::Regressed {
+            let e = BufferError::Regressed {
                 start: segment.start,
                 end: segment.end,
                 served_end: slow.served_end,
@@ -687,7 +688,7 @@ mod tests {
         let b = buffer(100);
         assert_eq!(
             b.try_take(1),
-            Err(SegmentError::Short {
+            Err(BufferError::Short {
                 wanted: 1,
                 available: 0
             })
@@ -742,11 +743,11 @@ mod tests {
         b.try_take(3).unwrap();
         assert!(matches!(
             b.try_take(u64::MAX),
-            Err(SegmentError::Short { .. })
+            Err(BufferError::Short { .. })
         ));
         assert!(matches!(
             b.try_take(u64::MAX - 2),
-            Err(SegmentError::Short { .. })
+            Err(BufferError::Short { .. })
         ));
         assert_eq!(b.try_take(1).unwrap().first, seg(13, 14));
     }
@@ -758,7 +759,7 @@ mod tests {
         b.install(seg(10, 20)).unwrap();
         assert!(matches!(
             b.try_take(11),
-            Err(SegmentError::Short { available: 10, .. })
+            Err(BufferError::Short { available: 10, .. })
         ));
         assert_eq!(
             b.try_take(10).unwrap().first,
@@ -816,7 +817,7 @@ mod tests {
                 new_max_id: 130
             })
         );
-        assert_eq!(b.try_take(1), Err(SegmentError::Closed));
+        assert_eq!(b.try_take(1), Err(BufferError::Closed));
         assert_eq!(b.close(), None);
         // With a non-adjacent next segment only the next one goes back.
         let b = buffer(100);
@@ -862,7 +863,7 @@ mod tests {
                     while ids.len() < 50_000 {
                         match b.try_take(7) {
                             Ok(t) => t.extend_into(&mut ids),
-                            Err(SegmentError::Short { .. }) => std::thread::yield_now(),
+                            Err(BufferError::Short { .. }) => std::thread::yield_now(),
                             Err(e) => panic!("{e}"),
                         }
                     }

@@ -107,7 +107,7 @@ fn segment_takers_on_the_lock_free_path_get_disjoint_ids() {
 
 #[test]
 fn a_segment_taker_racing_an_install_never_duplicates() {
-    use floe_core::{Segment, SegmentBuffer, SegmentConfig, SegmentError};
+    use floe_core::{BufferError, Segment, SegmentBuffer, SegmentConfig};
     loom::model(|| {
         let b = Arc::new(SegmentBuffer::new(2, SegmentConfig::default()).unwrap());
         b.plan_refill(1, 0).unwrap();
@@ -119,7 +119,7 @@ fn a_segment_taker_racing_an_install_never_duplicates() {
             for _ in 0..3 {
                 match b2.try_take(1) {
                     Ok(t) => got.extend(t.iter()),
-                    Err(SegmentError::Short { .. }) => {}
+                    Err(BufferError::Short { .. }) => {}
                     Err(e) => panic!("{e}"),
                 }
             }

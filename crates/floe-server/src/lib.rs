@@ -5,7 +5,8 @@
 //!   already-bound [`Listeners`] and a shutdown future;
 //! - binary TCP (GenID v1 + v2) and HTTP (native JSON, compatible routes, admin, metrics);
 //! - [`serve_main`]: what `floe serve` does — config, logging, bind, one "listening" line on
-//!   stdout, serve until SIGTERM/SIGINT.
+//!   stdout, serve until SIGTERM/SIGINT;
+//! - [`segment`]: segment mode, the buffered [`segment::SegmentService`] every segment route calls.
 //!
 //! docs/protocol.md and docs/configuration.md describe the wire formats and every key.
 
@@ -23,7 +24,7 @@ mod logging;
 mod metrics;
 mod node;
 mod peers;
-mod segment;
+pub mod segment;
 mod server;
 mod tcp;
 mod throttle;

@@ -15,7 +15,7 @@ use crate::fence::LeaseGuard;
 use crate::issue::{IssueError, MAX_WAIT};
 use crate::logging::LogControl;
 use crate::metrics::{Metrics, YEAR_SECS};
-use crate::segment::SegmentService;
+use crate::segment::{SegmentError, SegmentService};
 
 /// One running node.
 #[derive(Debug)]
@@ -29,8 +29,8 @@ pub(crate) struct Node {
     pub(crate) high_water: Arc<FileHighWater>,
     /// The worker-id lease, when a registry hands out the identity; `None` for a static one.
     pub(crate) lease: Option<Arc<LeaseGuard>>,
-    /// Segment mode, or the stand-in that says it is not configured.
-    pub(crate) segments: Arc<dyn SegmentService>,
+    /// Segment mode; `None` when `segment.enabled = false`.
+    pub(crate) segments: Option<Arc<SegmentService>>,
     /// Metric handles.
     pub(crate) metrics: &'static Metrics,
     /// Runtime log level.
@@ -53,6 +53,12 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// The segment service, or [`SegmentError::NotConfigured`] on a node without segment mode:
+    /// every segment route asks here, so each maps "not configured" with the rest.
+    pub(crate) fn segments(&self) -> Result<&Arc<SegmentService>, SegmentError> {
+        self.segments.as_ref().ok_or(SegmentError::NotConfigured)
+    }
+
     /// Stops the node for good: graceful shutdown, then `serve` returns `reason`.
     pub(crate) fn fail(&self, reason: String) {
         *self.fatal_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
@@ -211,7 +217,12 @@ impl Node {
         self.metrics
             .ready
             .set(if self.readiness().is_ok() { 1.0 } else { 0.0 });
-        for tag in self.segments.states() {
+        let states = self
+            .segments
+            .as_ref()
+            .map(|s| s.states())
+            .unwrap_or_default();
+        for tag in states {
             let name = tag.tag;
             metrics::gauge!("floe_segment_remaining", "tag" => name.clone())
                 .set(tag.remaining as f64);

@@ -261,8 +261,8 @@ impl Server {
             error!("the maintenance task failed: {e}");
         }
 
-        if let Err(e) = node.segments.shutdown().await {
-            warn!("segment ranges not handed back: {e}");
+        if let Some(segments) = &node.segments {
+            segments.shutdown().await;
         }
         let generator = node.generator.load_full();
         let stopped = generator.clone();

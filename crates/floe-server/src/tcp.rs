@@ -522,17 +522,20 @@ impl Connection {
                     .record(started.elapsed().as_secs_f64());
             }
             Op::Segment => {
-                let segments = self.node.segments.clone();
-                match segments.allocate(&req.tag, req.count).await {
+                let node = &self.node;
+                let allocated =
+                    async { node.segments()?.allocate(&req.tag, req.count).await }.await;
+                match allocated {
                     Ok(ids) => {
                         self.ids = ids;
                         self.v2_ok(req.req_id);
                     }
                     Err(e) => {
                         let status = match e {
-                            SegmentError::NotConfigured | SegmentError::Unavailable(_) => {
-                                Status::Unavailable
-                            }
+                            SegmentError::NotConfigured
+                            | SegmentError::Unavailable { .. }
+                            | SegmentError::Store(_)
+                            | SegmentError::Closed => Status::Unavailable,
                             SegmentError::UnknownTag(_) => Status::UnknownTag,
                             SegmentError::Exhausted(_) => Status::OverLimit,
                             SegmentError::Invalid(_) | SegmentError::TagExists(_) => {

@@ -1,18 +1,13 @@
-//! Fault tests of the segment store and service (docs/reliability.md): a full disk under the
-//! SQLite store, a tag near 2^63 on every store, tags that differ only in case or hold a NUL,
-//! a non-integer `max_id` in an old table, and a store that hands out a range twice.
+//! Fault tests of the segment store (docs/reliability.md): a full disk under the SQLite store, a
+//! tag near 2^63 on every store, tags that differ only in case or hold a NUL, a non-integer
+//! `max_id` in an old table. The service over a lying or exhausted store is tested in
+//! `crates/floe-server/tests/faults_segment.rs`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use floe_core::{HandBack, Segment};
-use floe_store::segment::{
-    SegmentService, SegmentStore, ServiceConfig, ServiceError, SqlSegmentStore, StoreError,
-    StoreOptions, TableSpec, TagRow,
-};
+use floe_core::Segment;
+use floe_store::segment::{SegmentStore, SqlSegmentStore, StoreError, StoreOptions, TableSpec};
 use floe_testkit::{mysql_url, postgres_url, unique, Tmpfs};
 
 fn spec(table: &str) -> TableSpec {
@@ -238,100 +233,5 @@ async fn sqlite_full_disk_never_repeats_a_range() {
     assert_eq!(
         after.end, highest,
         "the first claim after the outage is above all"
-    );
-}
-
-/// A store that answers the same range for every claim: the service serves it once, then
-/// refuses it (no ID twice), answers "unavailable", and counts no extra refill.
-#[derive(Debug, Default)]
-struct Liar {
-    claims: AtomicU64,
-}
-
-#[async_trait]
-impl SegmentStore for Liar {
-    async fn claim(&self, _tag: &str, _step: u64) -> Result<Segment, StoreError> {
-        self.claims.fetch_add(1, Ordering::SeqCst);
-        Ok(Segment { start: 1, end: 11 })
-    }
-    async fn tag(&self, tag: &str) -> Result<Option<TagRow>, StoreError> {
-        Ok(Some(TagRow {
-            tag: tag.into(),
-            max_id: 1,
-            step: 10,
-        }))
-    }
-    async fn tags(&self) -> Result<Vec<TagRow>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn create(&self, tag: &str, _start: u64, _step: u64) -> Result<TagRow, StoreError> {
-        Err(StoreError::TagExists(tag.into()))
-    }
-    async fn set_step(&self, tag: &str, _step: u64) -> Result<TagRow, StoreError> {
-        Err(StoreError::UnknownTag(tag.into()))
-    }
-    async fn hand_back(&self, _tag: &str, _back: HandBack) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_that_repeats_a_range_never_causes_a_duplicate() {
-    let liar = Arc::new(Liar::default());
-    let svc = SegmentService::new(
-        liar.clone(),
-        ServiceConfig {
-            wait_timeout: Duration::from_millis(500),
-            retry_backoff: (Duration::from_millis(5), Duration::from_millis(20)),
-            ..ServiceConfig::default()
-        },
-    )
-    .unwrap();
-    let mut ids = HashSet::new();
-    let mut refused = 0;
-    for _ in 0..40 {
-        match svc.take("t", 1).await {
-            Ok(t) => {
-                for id in t.iter() {
-                    assert!(ids.insert(id), "ID {id} served twice");
-                }
-            }
-            Err(ServiceError::Unavailable { reason, .. }) => {
-                assert!(reason.contains("went backwards"), "{reason}");
-                refused += 1;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert_eq!(ids.len(), 10, "the one honest range is served whole");
-    assert_eq!(refused, 30);
-    assert!(
-        liar.claims.load(Ordering::SeqCst) >= 2,
-        "the repeat was tried"
-    );
-    svc.shutdown().await;
-}
-
-/// Through the service: the rest of the tag is served, then `Exhausted` at once (no waiting
-/// for refills that can never come).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_exhausted_tag_is_a_final_error_through_the_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&sqlite_url(dir.path()), "floe_segments").await);
-    store.create("big", MAX - 25, 10).await.unwrap();
-    let svc = SegmentService::new(store, ServiceConfig::default()).unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..25 {
-        ids.extend(svc.take("big", 1).await.unwrap().iter());
-    }
-    assert_eq!(ids, (MAX - 25..MAX).collect::<Vec<_>>());
-    let started = std::time::Instant::now();
-    match svc.take("big", 1).await {
-        Err(ServiceError::Exhausted(m)) => assert!(m.contains("`big` is exhausted"), "{m}"),
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "answered at once"
     );
 }

@@ -34,7 +34,7 @@ pub use self::log::{LogConfig, LogFormat, LogLevel, LOG_LEVELS};
 use self::registry::RegistryBuilder;
 pub use self::registry::RegistrySettings;
 use self::segment::SegmentBuilder;
-pub use self::segment::SegmentSettings;
+pub use self::segment::{SegmentSettings, ServiceConfig};
 use self::server::ServerBuilder;
 pub use self::server::{
     HttpLimits, ServerConfig, DEFAULT_HTTP_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_COUNT,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use floe_core::SegmentConfig;
-use floe_store::segment::{ServiceConfig, StoreOptions, TableSpec};
+use floe_store::segment::{StoreOptions, TableSpec};
 use serde::Deserialize;
 
 use super::value::{Bool, Dur, Float, Int, Text};
@@ -44,6 +44,34 @@ pub struct SegmentSettings {
     pub store: StoreOptions,
     /// Buffer and refill behaviour.
     pub service: ServiceConfig,
+}
+
+/// Settings of the segment service (`crate::segment::SegmentService`): kept here, below the
+/// service, so the configuration does not depend on the code it configures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Buffer settings (threshold, adaptive step bounds).
+    pub buffer: SegmentConfig,
+    /// How long a request waits for a refill when the buffer is short.
+    pub wait_timeout: Duration,
+    /// Create unknown tags on first use with `default_step` (off: unknown tags are errors).
+    pub auto_create: bool,
+    /// Step of tags created automatically or without a step.
+    pub default_step: u64,
+    /// First and largest pause between failed refills.
+    pub retry_backoff: (Duration, Duration),
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            buffer: SegmentConfig::default(),
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            auto_create: DEFAULT_AUTO_CREATE,
+            default_step: DEFAULT_STEP,
+            retry_backoff: (Duration::from_millis(50), Duration::from_millis(500)),
+        }
+    }
 }
 
 /// `[segment]` as written.

@@ -230,7 +230,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T,
 
 /// `GET /admin/tags` → `{"tags":[{"tag","max_id","step","buffer":{…}|null}]}`.
 pub(super) async fn list_tags(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    let tags = node.segments.tags().await?;
+    let tags = node.segments()?.tags().await?;
     Ok(json_response(StatusCode::OK, &json!({ "tags": tags })))
 }
 
@@ -258,7 +258,7 @@ pub(super) async fn create_tag(
         .as_ref()
         .map_or(1000, |s| s.service.default_step);
     let row = node
-        .segments
+        .segments()?
         .create(
             &req.tag,
             req.start.unwrap_or(1),
@@ -284,7 +284,7 @@ pub(super) async fn set_step(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let req: SetStep = body(&bytes, r#"{"step":5000}"#)?;
-    let row = node.segments.set_step(&tag, req.step).await?;
+    let row = node.segments()?.set_step(&tag, req.step).await?;
     tracing::info!(tag = %row.tag, step = row.step, "step changed through the admin API");
     Ok(json_response(StatusCode::OK, &json!(row)))
 }

@@ -65,7 +65,7 @@ pub(super) async fn alloc(State(node): State<Arc<Node>>, params: Params) -> Resp
     let Some(tag) = app_tag(&params) else {
         return alloc_error("app_tag is required".into());
     };
-    match node.segments.allocate(tag, 1).await {
+    match async { node.segments()?.allocate(tag, 1).await }.await {
         Ok(ids) => match ids.first() {
             Some(&id) => axum::Json(AllocBody {
                 resp_code: 0,
@@ -95,7 +95,7 @@ pub(super) async fn health(State(node): State<Arc<Node>>, params: Params) -> Res
     let Some(tag) = app_tag(&params) else {
         return error("app_tag is required".into());
     };
-    match node.segments.remaining(tag).await {
+    match async { node.segments()?.remaining(tag).await }.await {
         Ok(left) => axum::Json(HealthBody {
             resp_code: 0,
             msg: "success".into(),
@@ -135,7 +135,7 @@ pub(super) async fn feather_id(State(node): State<Arc<Node>>, params: Params) ->
     let Some(tag) = biz_tag(&params) else {
         return feather::<u64>(1, "biz_tag is required", None);
     };
-    match node.segments.allocate(tag, 1).await {
+    match async { node.segments()?.allocate(tag, 1).await }.await {
         Ok(ids) => match ids.first() {
             Some(&id) => feather(0, "success", Some(id)),
             None => feather::<u64>(2, "no ID allocated", None),
@@ -153,7 +153,7 @@ pub(super) async fn feather_batch(State(node): State<Arc<Node>>, params: Params)
         Ok(n) => n,
         Err(msg) => return feather::<Vec<u64>>(3, msg, None),
     };
-    match node.segments.allocate(tag, count).await {
+    match async { node.segments()?.allocate(tag, count).await }.await {
         Ok(ids) => feather(0, "success", Some(ids)),
         Err(e) => feather::<Vec<u64>>(2, e.to_string(), None),
     }
@@ -164,7 +164,7 @@ pub(super) async fn leaf_segment(
     State(node): State<Arc<Node>>,
     Path(key): Path<String>,
 ) -> Response {
-    match node.segments.allocate(&key, 1).await {
+    match async { node.segments()?.allocate(&key, 1).await }.await {
         Ok(ids) => match ids.first() {
             Some(id) => text_response(StatusCode::OK, id.to_string()),
             None => text_response(StatusCode::SERVICE_UNAVAILABLE, "no ID allocated".into()),

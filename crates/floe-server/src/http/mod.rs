@@ -180,9 +180,10 @@ impl From<SegmentError> for ApiError {
             SegmentError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             // A state of the tag, not of the node: another node cannot serve it either.
             SegmentError::Exhausted(_) => (StatusCode::CONFLICT, "exhausted"),
-            SegmentError::NotConfigured | SegmentError::Unavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
+            SegmentError::NotConfigured
+            | SegmentError::Unavailable { .. }
+            | SegmentError::Store(_)
+            | SegmentError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         ApiError {
             status,

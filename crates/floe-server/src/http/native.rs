@@ -94,7 +94,7 @@ pub(super) async fn segment(
     let count =
         parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
     let as_strings = wants_strings(&params)?;
-    match node.segments.allocate(&tag, count).await {
+    match node.segments()?.allocate(&tag, count).await {
         Ok(ids) => Ok(axum::Json(TagIdsBody {
             tag: &tag,
             ids: Ids {
@@ -181,7 +181,7 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
         "layout_warning": layout_warning,
         "ready": ready.is_ok(),
         "not_ready_reason": ready.err(),
-        "modes": { "snowflake": true, "segment": node.segments.enabled() },
+        "modes": { "snowflake": true, "segment": node.segments.is_some() },
         "lease": node.lease.as_ref().map(|l| l.info()),
         "listen": { "tcp": node.tcp_addr.to_string(), "http": node.http_addr.to_string() },
     });

@@ -5,7 +5,6 @@
 //! statement. Table and column names are configurable so Floe can run on an existing Leaf
 //! (`leaf_alloc`), FeatherID (`id_segments`) or Distributed ID Generator (`segments`) table.
 
-pub mod service;
 mod sql;
 
 use std::fmt::Debug;
@@ -14,11 +13,10 @@ use async_trait::async_trait;
 use floe_core::{HandBack, Segment};
 use thiserror::Error;
 
-pub use service::{SegmentService, ServiceConfig, ServiceError, TagState};
 pub use sql::{SqlSegmentStore, StoreOptions, TableSpec};
 
 /// Why a store call failed.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
     /// No row for the tag.
     #[error("unknown tag `{0}`")]

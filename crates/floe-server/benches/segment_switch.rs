@@ -1,16 +1,16 @@
 //! Latency of in-process segment allocation across segment switches, with the database answering
 //! at once and slowed by 50 ms, measured in the same run. The double buffer should hide the slow
 //! database: p99.9 with the slow database stays within 2× the baseline.
-//! `cargo bench -p floe-store --bench segment_switch`.
+//! `cargo bench -p floe-server --bench segment_switch`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use floe_core::{HandBack, Segment, SegmentConfig};
+use floe_server::segment::{SegmentService, ServiceConfig};
 use floe_store::segment::{
-    SegmentService, SegmentStore, ServiceConfig, SqlSegmentStore, StoreError, StoreOptions,
-    TableSpec, TagRow,
+    SegmentStore, SqlSegmentStore, StoreError, StoreOptions, TableSpec, TagRow,
 };
 
 /// A store whose claims take `delay` longer: a slow database.

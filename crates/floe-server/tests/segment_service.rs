@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use floe_core::SegmentConfig;
-use floe_store::segment::{
-    SegmentService, SegmentStore, ServiceConfig, ServiceError, SqlSegmentStore, StoreOptions,
-    TableSpec,
-};
+use floe_server::segment::{SegmentError, SegmentService, ServiceConfig};
+use floe_store::segment::{SegmentStore, SqlSegmentStore, StoreOptions, TableSpec};
 use floe_testkit::{postgres_url, unique, with_host_port, ChaosProxy};
 
 fn table() -> TableSpec {
@@ -35,7 +33,7 @@ fn config() -> ServiceConfig {
     }
 }
 
-async fn take(svc: &Arc<SegmentService>, tag: &str, n: u64) -> Result<Vec<u64>, ServiceError> {
+async fn take(svc: &Arc<SegmentService>, tag: &str, n: u64) -> Result<Vec<u64>, SegmentError> {
     let t = svc.take(tag, n).await?;
     let mut v = Vec::new();
     t.extend_into(&mut v);
@@ -71,7 +69,7 @@ async fn unknown_tags_are_errors_and_keep_no_memory() {
     for i in 0..100_000 {
         let tag = format!("nope-{i}");
         match svc.take(&tag, 1).await {
-            Err(ServiceError::UnknownTag(t)) => assert_eq!(t, tag),
+            Err(SegmentError::UnknownTag(t)) => assert_eq!(t, tag),
             other => panic!("{other:?}"),
         }
     }
@@ -105,7 +103,7 @@ async fn graceful_shutdown_hands_back_the_rest() {
     let svc = SegmentService::new(store.clone(), config()).unwrap();
     let first = take(&svc, "t", 42).await.unwrap();
     assert_eq!(svc.shutdown().await, 1);
-    assert!(matches!(svc.take("t", 1).await, Err(ServiceError::Closed)));
+    assert!(matches!(svc.take("t", 1).await, Err(SegmentError::Closed)));
     let svc = SegmentService::new(store.clone(), config()).unwrap();
     let next = take(&svc, "t", 1).await.unwrap();
     assert_eq!(
@@ -178,7 +176,7 @@ async fn outage_serves_the_buffer_then_errors_then_recovers_without_restart() {
         "served {served_during_outage} during the outage"
     );
     assert!(
-        matches!(first_error, ServiceError::Unavailable { .. }),
+        matches!(first_error, SegmentError::Unavailable { .. }),
         "{first_error:?}"
     );
     // Errors stay prompt while the database is down (no request hangs).

@@ -11,63 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use floe_core::{SegmentBuffer, SegmentConfig, SegmentError, SegmentState, Taken};
-use thiserror::Error;
+use floe_core::{BufferError, SegmentBuffer, SegmentState, Taken};
+use floe_store::segment::{SegmentStore, StoreError, TagRow};
 use tokio::sync::Notify;
 
-use super::{SegmentStore, StoreError, TagRow};
+use super::{SegmentError, TagView};
+use crate::config::ServiceConfig;
 
-/// Settings of the service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceConfig {
-    /// Buffer settings (threshold, adaptive step bounds).
-    pub buffer: SegmentConfig,
-    /// How long a request waits for a refill when the buffer is short.
-    pub wait_timeout: Duration,
-    /// Create unknown tags on first use with `default_step` (off: unknown tags are errors).
-    pub auto_create: bool,
-    /// Step of tags created automatically or without a step.
-    pub default_step: u64,
-    /// First and largest pause between failed refills.
-    pub retry_backoff: (Duration, Duration),
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            buffer: SegmentConfig::default(),
-            wait_timeout: Duration::from_secs(2),
-            auto_create: false,
-            default_step: 1000,
-            retry_backoff: (Duration::from_millis(50), Duration::from_millis(500)),
-        }
-    }
-}
-
-/// Why a segment request got no IDs.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ServiceError {
-    /// The tag has no row in the segment table.
-    #[error("unknown tag `{0}`")]
-    UnknownTag(String),
-    /// The request is malformed (count 0, over the batch limit).
-    #[error("{0}")]
-    Invalid(String),
-    /// The store cannot be reached and the buffer is empty; retry later or elsewhere.
-    #[error("segment store unavailable for tag `{tag}`: {reason}")]
-    Unavailable {
-        /// The tag.
-        tag: String,
-        /// What failed.
-        reason: String,
-    },
-    /// The tag can never issue another ID (its `max_id` reached the store's limit); final.
-    #[error("{0}")]
-    Exhausted(String),
-    /// The service is shutting down.
-    #[error("segment service is shutting down")]
-    Closed,
-}
+/// How often `/health` looks at an empty tag's refill while waiting for its outcome.
+const HEALTH_POLL: Duration = Duration::from_millis(10);
 
 /// The buffer of one tag and what wakes its waiters.
 #[derive(Debug)]
@@ -136,11 +88,11 @@ impl SegmentService {
     pub fn new(
         store: Arc<dyn SegmentStore>,
         config: ServiceConfig,
-    ) -> Result<Arc<Self>, ServiceError> {
+    ) -> Result<Arc<Self>, SegmentError> {
         config
             .buffer
             .validate()
-            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            .map_err(|e| SegmentError::Invalid(e.to_string()))?;
         Ok(Arc::new(SegmentService {
             store,
             tags: RwLock::new(HashMap::new()),
@@ -159,21 +111,21 @@ impl SegmentService {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn unavailable(tag: &str, reason: impl ToString) -> ServiceError {
-        ServiceError::Unavailable {
+    fn unavailable(tag: &str, reason: impl ToString) -> SegmentError {
+        SegmentError::Unavailable {
             tag: tag.into(),
             reason: reason.to_string(),
         }
     }
 
     /// The buffer of `tag`, creating it if the store knows the tag.
-    async fn buffer(&self, tag: &str) -> Result<Arc<TagBuffer>, ServiceError> {
-        floe_core::check_tag(tag).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    async fn buffer(&self, tag: &str) -> Result<Arc<TagBuffer>, SegmentError> {
+        floe_core::check_tag(tag).map_err(|e| SegmentError::Invalid(e.to_string()))?;
         if let Some(b) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
             return Ok(b.clone());
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err(ServiceError::Closed);
+            return Err(SegmentError::Closed);
         }
         // Looked up in the store, not cached when absent: unknown tags take no memory.
         let row = match self.store.tag(tag).await {
@@ -187,12 +139,12 @@ impl SegmentService {
                         .tag(tag)
                         .await
                         .map_err(|e| Self::unavailable(tag, e))?
-                        .ok_or_else(|| ServiceError::UnknownTag(tag.into()))?,
-                    Err(StoreError::Invalid(m)) => return Err(ServiceError::Invalid(m)),
+                        .ok_or_else(|| SegmentError::UnknownTag(tag.into()))?,
+                    Err(StoreError::Invalid(m)) => return Err(SegmentError::Invalid(m)),
                     Err(e) => return Err(Self::unavailable(tag, e)),
                 }
             }
-            Ok(None) => return Err(ServiceError::UnknownTag(tag.into())),
+            Ok(None) => return Err(SegmentError::UnknownTag(tag.into())),
             Err(e) => return Err(Self::unavailable(tag, e)),
         };
         Ok(self.insert(&row))
@@ -215,9 +167,9 @@ impl SegmentService {
     }
 
     /// Takes `count` IDs of `tag`: all of them, or none and an error.
-    pub async fn take(self: &Arc<Self>, tag: &str, count: u64) -> Result<Taken, ServiceError> {
+    pub async fn take(self: &Arc<Self>, tag: &str, count: u64) -> Result<Taken, SegmentError> {
         if count == 0 {
-            return Err(ServiceError::Invalid("count must be at least 1".into()));
+            return Err(SegmentError::Invalid("count must be at least 1".into()));
         }
         let tb = self.buffer(tag).await?;
         let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
@@ -233,10 +185,10 @@ impl SegmentService {
                     }
                     return Ok(taken);
                 }
-                Err(SegmentError::Closed) => return Err(ServiceError::Closed),
-                Err(SegmentError::Short { .. }) => {
+                Err(BufferError::Closed) => return Err(SegmentError::Closed),
+                Err(BufferError::Short { .. }) => {
                     if let Some(why) = tb.exhausted.get() {
-                        return Err(ServiceError::Exhausted(why.clone()));
+                        return Err(SegmentError::Exhausted(why.clone()));
                     }
                     tb.buffer.advance();
                     self.kick(tag, &tb, count);
@@ -252,8 +204,8 @@ impl SegmentService {
                         return Err(Self::unavailable(tag, reason));
                     }
                 }
-                Err(e @ (SegmentError::Config(_) | SegmentError::Regressed { .. })) => {
-                    return Err(ServiceError::Invalid(e.to_string()))
+                Err(e @ (BufferError::Config(_) | BufferError::Regressed { .. })) => {
+                    return Err(SegmentError::Invalid(e.to_string()))
                 }
             }
         }
@@ -342,18 +294,47 @@ impl SegmentService {
         }
     }
 
-    /// IDs of `tag` buffered on this node (the Distributed ID Generator's `/health`).
-    pub async fn remaining(self: &Arc<Self>, tag: &str) -> Result<u64, ServiceError> {
+    /// IDs of `tag` buffered on this node (the Distributed ID Generator's `/health`). "0 left"
+    /// is only healthy if a refill can succeed, so an empty tag waits (as long as a request
+    /// would) for the outcome of the refill this call starts.
+    pub async fn remaining(self: &Arc<Self>, tag: &str) -> Result<u64, SegmentError> {
         let tb = self.buffer(tag).await?;
         let state = tb.buffer.state();
-        if state.remaining == 0 {
-            self.kick(tag, &tb, 1);
+        if state.remaining > 0 {
+            return Ok(state.remaining);
         }
-        Ok(state.remaining)
+        self.kick(tag, &tb, 1);
+        let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
+        loop {
+            match tb.buffer.state() {
+                s if s.remaining > 0 => return Ok(s.remaining),
+                SegmentState {
+                    last_error: Some(e),
+                    next_ready: false,
+                    ..
+                } => {
+                    return Err(Self::unavailable(
+                        tag,
+                        format!("no IDs buffered and the refill failed: {e}"),
+                    ))
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Self::unavailable(
+                    tag,
+                    format!(
+                        "no IDs buffered and no segment arrived within segment.wait_timeout ({})",
+                        humantime::format_duration(self.config.wait_timeout)
+                    ),
+                ));
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
     }
 
     /// Loads the first segment of every tag in the store, so the first requests do not wait.
-    pub async fn warm_up(self: &Arc<Self>) -> Result<usize, ServiceError> {
+    pub async fn warm_up(self: &Arc<Self>) -> Result<usize, SegmentError> {
         let rows = self
             .store
             .tags()
@@ -364,6 +345,44 @@ impl SegmentService {
             self.kick(&row.tag, &tb, 1);
         }
         Ok(rows.len())
+    }
+
+    /// `count` increasing IDs of `tag`, all or none, counted in
+    /// `floe_ids_issued_total{mode="segment"}`: what every segment route serves.
+    pub async fn allocate(
+        self: &Arc<Self>,
+        tag: &str,
+        count: u32,
+    ) -> Result<Vec<u64>, SegmentError> {
+        let taken = self.take(tag, u64::from(count)).await?;
+        let mut ids = Vec::with_capacity(count as usize);
+        taken.extend_into(&mut ids);
+        metrics::counter!("floe_ids_issued_total", "mode" => "segment", "tag" => tag.to_owned())
+            .increment(ids.len() as u64);
+        Ok(ids)
+    }
+
+    /// Every tag of the table, with this node's buffer state (the admin route).
+    pub async fn tags(&self) -> Result<Vec<TagView>, SegmentError> {
+        let rows = self.store.tags().await?;
+        let states = self.states();
+        Ok(rows
+            .into_iter()
+            .map(|row| TagView {
+                buffer: states.iter().find(|s| s.tag == row.tag).cloned(),
+                row,
+            })
+            .collect())
+    }
+
+    /// Creates a tag whose first ID is `start` (at least 1).
+    pub async fn create(&self, tag: &str, start: u64, step: u64) -> Result<TagRow, SegmentError> {
+        if start == 0 {
+            return Err(SegmentError::Invalid(
+                "start must be at least 1 (ID 0 is never issued)".into(),
+            ));
+        }
+        Ok(self.store.create(tag, start, step).await?)
     }
 
     /// State of every buffered tag.
@@ -378,7 +397,7 @@ impl SegmentService {
     }
 
     /// Changes the step of a tag in the store and in its buffer.
-    pub async fn set_step(&self, tag: &str, step: u64) -> Result<TagRow, StoreError> {
+    pub async fn set_step(&self, tag: &str, step: u64) -> Result<TagRow, SegmentError> {
         let row = self.store.set_step(tag, step).await?;
         if let Some(tb) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
             tb.buffer.set_step(step);
@@ -422,6 +441,7 @@ impl SegmentService {
                 Err(e) => tracing::warn!(tag, error = %e, "segment tail not handed back"),
             }
         }
+        tracing::info!(tags = handed, "segment ranges handed back");
         handed
     }
 }
