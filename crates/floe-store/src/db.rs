@@ -1,10 +1,14 @@
 //! What the SQL adapters share: the dialect of a URL, lazy pools with the right per-connection
 //! settings, SQLite's one-time switch to WAL, and URLs safe to print.
 
+#[cfg(feature = "sql")]
 use std::path::Path;
+#[cfg(feature = "sql")]
 use std::time::Duration;
 
+#[cfg(feature = "sql")]
 use sqlx::any::AnyPoolOptions;
+#[cfg(feature = "sql")]
 use sqlx::{AnyPool, Executor};
 
 /// The SQL dialect, from the URL scheme.
@@ -34,6 +38,7 @@ impl Dialect {
     }
 
     /// Rewrites `?` placeholders as PostgreSQL's `$1, $2…` (statements hold no `?` literals).
+    #[cfg(feature = "sql")]
     pub(crate) fn placeholders(self, sql: &str) -> String {
         if self != Dialect::Postgres {
             return sql.to_string();
@@ -52,6 +57,7 @@ impl Dialect {
     }
 
     /// The type a BIGINT is cast to, so every driver decodes an i64.
+    #[cfg(feature = "sql")]
     pub(crate) fn bigint(self) -> &'static str {
         match self {
             Dialect::MySql => "SIGNED",
@@ -60,6 +66,7 @@ impl Dialect {
     }
 
     /// The database's current time in Unix ms, as a BIGINT expression.
+    #[cfg(feature = "sql")]
     pub(crate) fn now_ms(self) -> &'static str {
         match self {
             Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
@@ -91,6 +98,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Turns `sqlite:path` into a URL that creates the file, creating its directory too.
+#[cfg(feature = "sql")]
 fn sqlite_url(url: &str) -> Result<String, String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -113,6 +121,7 @@ fn sqlite_url(url: &str) -> Result<String, String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+#[cfg(feature = "sql")]
 /// A lazy pool (nothing connects until the first call, so a node starts while its database is
 /// down) with each connection set up for Floe: SQLite waits on the write lock instead of
 /// failing, MySQL reads times in UTC. The error names the URL without its password.
@@ -145,6 +154,7 @@ pub(crate) fn lazy_pool(
     Ok((pool, dialect))
 }
 
+#[cfg(feature = "sql")]
 /// Switches a SQLite database to WAL, which lets readers overlap the writer. The switch needs
 /// an exclusive lock that busy_timeout does not wait for, so it retries while other connections
 /// hold the file; the mode is stored in the file, so this happens once per database.
@@ -179,6 +189,11 @@ mod tests {
         assert_eq!(Dialect::of_url("mariadb://u@h/db").unwrap(), Dialect::MySql);
         let e = Dialect::of_url("oracle://u:secret@h/db").unwrap_err();
         assert!(e.contains("u:***@h") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    #[cfg(feature = "sql")]
+    fn postgres_placeholders_are_numbered() {
         assert_eq!(
             Dialect::Postgres.placeholders("a = ? AND b = ?"),
             "a = $1 AND b = $2"
@@ -204,6 +219,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "sql")]
     fn sqlite_urls_create_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/x.db");

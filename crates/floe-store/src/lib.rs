@@ -2,8 +2,14 @@
 //!
 //! - [`db`]: what the SQL adapters share (dialects, lazy pools, redacted URLs);
 //! - [`highwater`]: the high-water mark as a file (fsync, atomic rename, advisory lock);
-//! - [`segment`]: segment stores — SQLite, PostgreSQL, MySQL/MariaDB;
+//! - [`segment`]: segment stores — SQLite, PostgreSQL, MySQL/MariaDB (the segment service that
+//!   buffers them is the server's, `floe_server::segment`);
 //! - [`registry`]: worker-id registries — static, SQL, Redis, Kubernetes.
+//!
+//! Cargo features choose the drivers (both on by default): `sql` builds sqlx, the SQL segment
+//! store and the SQL registry; `redis` the Redis registry. Without them the crate is the
+//! high-water file, the store and registry traits, and the static, Kubernetes and in-memory
+//! registries.
 
 #![warn(missing_docs)]
 

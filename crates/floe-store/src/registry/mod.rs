@@ -29,13 +29,17 @@ use thiserror::Error;
 pub mod fixed;
 pub mod lease;
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sql")]
 pub mod sql;
 
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisRegistry};
 pub use fixed::{resolve_worker_id, KubernetesRegistry, StaticRegistry, WorkerIdSource};
 pub use lease::{HighWaterFn, KeeperConfig, LeaseKeeper, LeaseState};
 pub use memory::MemoryRegistry;
+#[cfg(feature = "sql")]
 pub use sql::{SqlConfig, SqlRegistry};
 
 /// Default bound on one registry call: a hung store must never hang the caller.
@@ -105,6 +109,7 @@ impl LeaseRequest {
     }
 
     /// The ttl in whole milliseconds, as the stores take it.
+    #[cfg(any(feature = "sql", feature = "redis"))]
     pub(crate) fn ttl_ms(&self) -> u64 {
         u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
     }
@@ -164,6 +169,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// An [`RegistryError::Unavailable`] with a cause.
+    #[cfg(any(feature = "sql", feature = "redis"))]
     pub(crate) fn unavailable(
         store: &str,
         what: impl Into<String>,
@@ -229,8 +235,10 @@ pub enum RegistryConfig {
         offset: u32,
     },
     /// Leases in a SQL table.
+    #[cfg(feature = "sql")]
     Sql(SqlConfig),
     /// Leases in Redis.
+    #[cfg(feature = "redis")]
     Redis(RedisConfig),
 }
 
@@ -254,7 +262,9 @@ impl RegistryConfig {
             RegistryConfig::Kubernetes { offset } => {
                 std::sync::Arc::new(KubernetesRegistry::from_env(*offset, env)?)
             }
+            #[cfg(feature = "sql")]
             RegistryConfig::Sql(config) => std::sync::Arc::new(SqlRegistry::new(config)?),
+            #[cfg(feature = "redis")]
             RegistryConfig::Redis(config) => std::sync::Arc::new(RedisRegistry::new(config)?),
         })
     }
@@ -305,6 +315,7 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+#[cfg(any(feature = "sql", feature = "redis"))]
 pub(crate) use crate::db::redact_url;
 
 /// The node field(s) a registry hands out, seen as one number.
@@ -422,6 +433,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg(all(feature = "sql", feature = "redis"))]
     async fn config_opens_each_kind() {
         let env = |k: &str| match k {
             "HOSTNAME" => Some("floe-2".to_string()),

@@ -5,6 +5,7 @@
 //! statement. Table and column names are configurable so Floe can run on an existing Leaf
 //! (`leaf_alloc`), FeatherID (`id_segments`) or Distributed ID Generator (`segments`) table.
 
+#[cfg(feature = "sql")]
 mod sql;
 
 use std::fmt::Debug;
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use floe_core::{HandBack, Segment};
 use thiserror::Error;
 
+#[cfg(feature = "sql")]
 pub use sql::{SqlSegmentStore, StoreOptions, TableSpec};
 
 /// Why a store call failed.
@@ -42,6 +44,7 @@ pub enum StoreError {
 }
 
 /// Checks a tag with [`floe_core::check_tag`], as a store error.
+#[cfg(feature = "sql")]
 pub(crate) fn check_tag(tag: &str) -> Result<(), StoreError> {
     floe_core::check_tag(tag).map_err(|e| StoreError::Invalid(e.to_string()))
 }
