@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use floe_store::registry::{Lease, LeaseKeeper, NodePool};
+use floe_store::registry::{Lease, NodePool};
+
+use crate::keeper::LeaseKeeper;
 use serde_json::json;
 use tracing::{info, warn};
 

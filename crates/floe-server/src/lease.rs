@@ -1,7 +1,7 @@
 //! Worker-id leases in the server: starting the keeper, and the task that follows it and swaps
 //! in a generator for each new lease (the fence every request checks is in [`crate::fence`]).
 //!
-//! The keeper (floe-store) acquires and renews the lease and publishes its state; this module
+//! The keeper ([`crate::keeper`]) acquires and renews the lease and publishes its state; this module
 //! turns that into an atomic fence read by the issuing path, so a node stops issuing at
 //! `last successful renewal + ttl − margin` even if the keeper task itself runs late.
 
@@ -10,15 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use floe_core::{Clock, Floored, GenError, Generator, Identity, SystemClock};
-use floe_store::registry::{
-    KeeperConfig, Lease, LeaseKeeper, LeaseRequest, LeaseState, NodePool, RegistryError,
-};
+use floe_store::registry::{Lease, LeaseRequest, NodePool, RegistryError};
 use floe_store::FileHighWater;
 use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::config::{Config, RegistrySettings};
 use crate::fence::{LeaseGuard, FOREVER, NOT_HELD};
+use crate::keeper::{KeeperConfig, LeaseKeeper, LeaseState};
 use crate::node::Node;
 
 /// Clock skew tolerated between nodes, added to the fence margin.

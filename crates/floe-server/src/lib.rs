@@ -18,6 +18,7 @@ mod error;
 mod fence;
 mod http;
 mod issue;
+pub mod keeper;
 mod lease;
 mod limits;
 mod logging;

@@ -7,6 +7,9 @@
 //! `fence_deadline = s + ttl − margin`, on the monotonic clock, and must stop there unless a later
 //! renewal succeeded. The store cannot grant the id to another node before `s + ttl`, so two
 //! holders never issue at the same time, whatever the network does.
+//!
+//! The keeper is an application service (it decides when the node may issue), so it lives in the
+//! server; the registries it drives are `floe_store`'s adapters behind [`WorkerRegistry`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 
-use super::{random_u64, Lease, LeaseRequest, RegistryError, WorkerRegistry};
+use floe_store::registry::{Lease, LeaseRequest, RegistryError, WorkerRegistry};
 
 /// tokio's timer resolution.
 const TIMER_TICK: Duration = Duration::from_millis(1);
@@ -262,7 +265,7 @@ impl Backoff {
         self.next = (d * 2).min(self.max);
         let half = d / 2;
         let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
-        half + Duration::from_micros(random_u64() % spread)
+        half + Duration::from_micros(fastrand::u64(..spread))
     }
 
     fn reset(&mut self) {
