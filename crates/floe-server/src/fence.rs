@@ -7,8 +7,10 @@
 //! depend on each other.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use floe_store::registry::{Lease, NodePool};
 
@@ -60,7 +62,7 @@ impl LeaseGuard {
     }
 
     fn why_not(&self) -> String {
-        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let status = self.status.lock();
         format!("no worker-id lease held: {status}")
     }
 
@@ -71,7 +73,7 @@ impl LeaseGuard {
 
     /// For `/v1/info`.
     pub(crate) fn info(&self) -> serde_json::Value {
-        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let lease = self.lease.lock().clone();
         let fence = self.fence_ns.load(Ordering::Acquire);
         let fence_in_ms = match fence {
             NOT_HELD | FOREVER => None,
@@ -82,7 +84,7 @@ impl LeaseGuard {
             "worker_id": lease.as_ref().map(|l| l.id),
             "epoch": lease.as_ref().map(|l| l.epoch),
             "fence_in_ms": fence_in_ms,
-            "status": self.status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "status": self.status.lock().clone(),
         })
     }
 
@@ -98,7 +100,6 @@ impl LeaseGuard {
         let inherited = self
             .lease
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .and_then(|l| l.previous_high_water_ms)
             .unwrap_or(0);
@@ -117,6 +118,6 @@ impl LeaseGuard {
     }
 
     pub(crate) fn set_status(&self, status: impl Into<String>) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.into();
+        *self.status.lock() = status.into();
     }
 }

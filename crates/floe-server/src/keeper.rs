@@ -21,6 +21,8 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use floe_store::registry::{Lease, LeaseRequest, RegistryError, WorkerRegistry};
 
+use crate::backoff::Backoff;
+
 /// tokio's timer resolution.
 const TIMER_TICK: Duration = Duration::from_millis(1);
 
@@ -237,40 +239,6 @@ impl Drop for LeaseKeeper {
 
 fn stopped() -> RegistryError {
     RegistryError::Config("the lease keeper has stopped".to_string())
-}
-
-/// Exponential backoff with jitter, so restarting nodes do not retry in lockstep.
-#[derive(Debug)]
-struct Backoff {
-    /// First delay.
-    min: Duration,
-    /// Cap.
-    max: Duration,
-    /// The next delay before jitter.
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// A delay in `[d/2, d]` for the current `d`, then doubles `d` up to the cap.
-    fn next(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(self.max);
-        let half = d / 2;
-        let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
-        half + Duration::from_micros(fastrand::u64(..spread))
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
 }
 
 /// What the task is doing.

@@ -6,8 +6,10 @@
 //! `last successful renewal + ttl − margin` even if the keeper task itself runs late.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use floe_core::{Clock, Floored, GenError, Generator, Identity, SystemClock};
 use floe_store::registry::{Lease, LeaseRequest, NodePool, RegistryError};
@@ -148,7 +150,7 @@ pub(crate) async fn follow(node: Arc<Node>, mut states: watch::Receiver<LeaseSta
                         }
                     }
                 }
-                *guard.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+                *guard.lease.lock() = Some(lease);
                 let fence = fence_deadline.map_or(FOREVER, |d| {
                     let at = d.into_std().saturating_duration_since(guard.base);
                     (at.as_nanos() as u64).max(1)

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod backoff;
 pub mod config;
 mod error;
 mod fence;
@@ -81,7 +82,7 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("floe: {e}");
+            eprintln!("floe: {}", floe_core::report(&e));
             ExitCode::from(e.exit_code())
         }
     }
