@@ -404,6 +404,11 @@ mod tests {
         let mut c = SqlConfig::new("sqlite:x.db");
         c.table = "workers; DROP TABLE x".to_string();
         let e = SqlRegistry::new(&c).unwrap_err();
-        assert!(e.to_string().contains("plain identifier"), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("registry table name: `workers; DROP TABLE x` is not a plain SQL identifier")
+                && e.contains("1..=63"),
+            "{e}"
+        );
     }
 }
