@@ -136,7 +136,9 @@ impl Schedule {
     fn end(&self, interval_ns: f64) -> u64 {
         let by_time = self.first_due_from(self.stop_at, interval_ns);
         match self.limit {
-            Some(limit) => by_time.min(self.first_due_from(self.measure_start, interval_ns) + limit),
+            Some(limit) => {
+                by_time.min(self.first_due_from(self.measure_start, interval_ns) + limit)
+            }
             None => by_time,
         }
     }
@@ -145,9 +147,8 @@ impl Schedule {
     fn claim_due(&self, now: Instant, want: u32, interval_ns: f64) -> Grant {
         let end = self.end(interval_ns);
         // Requests 0..=due_now are due (request 0 at `start`).
-        let due_now = (now.saturating_duration_since(self.start).as_nanos() as f64 / interval_ns)
-            as u64
-            + 1;
+        let due_now =
+            (now.saturating_duration_since(self.start).as_nanos() as f64 / interval_ns) as u64 + 1;
         let mut next = self.claimed.load(Ordering::Relaxed);
         loop {
             if next >= end || now >= self.stop_at {
@@ -170,7 +171,7 @@ impl Schedule {
                         count: count as u32,
                         first_due: self.due_at(next, interval_ns),
                         spacing: Duration::from_nanos(interval_ns as u64),
-                    }
+                    };
                 }
                 Err(actual) => next = actual,
             }
@@ -243,5 +244,68 @@ impl Watchdog {
             }
             self.sleep.as_mut().reset(deadline);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Protocol;
+
+    fn open_plan(rate: u64, duration: Duration, requests: Option<u64>) -> Plan {
+        let mut plan = Plan::new(Protocol::V1, "127.0.0.1:3778".parse().unwrap());
+        plan.rate = Some(rate);
+        plan.duration = duration;
+        plan.requests = requests;
+        plan
+    }
+
+    fn dues(grant: Grant) -> Vec<Instant> {
+        grant.due().collect()
+    }
+
+    #[test]
+    fn open_loop_hands_out_exactly_the_due_requests_with_their_due_instants() {
+        let t0 = Instant::now();
+        // 1,000/s: request k is due at t0 + k ms.
+        let s = Schedule::new(t0, &open_plan(1_000, Duration::from_secs(1), None));
+        // At t0 + 2.5 ms requests 0, 1 and 2 are due; a connection with room for 10 gets those three.
+        let at = t0 + Duration::from_micros(2_500);
+        let ms = Duration::from_millis(1);
+        assert_eq!(dues(s.claim(at, 10)), vec![t0, t0 + ms, t0 + 2 * ms]);
+        // Nothing more is due: wait for request 3.
+        assert_eq!(s.claim(at, 10), Grant::Wait(t0 + 3 * ms));
+        // Late by 4 ms: the four due requests keep their due instants (latency counts from them), and room
+        // limits the grant.
+        let late = t0 + Duration::from_micros(6_900);
+        assert_eq!(dues(s.claim(late, 2)), vec![t0 + 3 * ms, t0 + 4 * ms]);
+        assert_eq!(dues(s.claim(late, 10)), vec![t0 + 5 * ms, t0 + 6 * ms]);
+        // The run's 1,000 requests end before t0 + 1 s; after it, done.
+        assert_eq!(s.claim(t0 + Duration::from_secs(1), 10), Grant::Done);
+        assert_eq!(s.missed(), Some(1_000 - 7));
+    }
+
+    #[test]
+    fn open_loop_stops_at_the_request_budget_and_counts_it_spent() {
+        let t0 = Instant::now();
+        let s = Schedule::new(t0, &open_plan(1_000, Duration::from_secs(60), Some(5)));
+        let late = t0 + Duration::from_millis(100);
+        assert_eq!(s.claim(late, 1024).due().count(), 5);
+        assert_eq!(s.claim(late, 1024), Grant::Done);
+        assert!(s.budget_spent());
+        assert_eq!(s.missed(), Some(0));
+    }
+
+    #[test]
+    fn closed_loop_sends_now_and_reports_no_misses() {
+        let t0 = Instant::now();
+        let mut plan = open_plan(1, Duration::from_secs(1), Some(3));
+        plan.rate = None;
+        let s = Schedule::new(t0, &plan);
+        let now = t0 + Duration::from_millis(1);
+        assert_eq!(dues(s.claim(now, 2)), vec![now, now]);
+        assert_eq!(dues(s.claim(now, 2)), vec![now]);
+        assert_eq!(s.claim(now, 2), Grant::Done);
+        assert_eq!(s.missed(), None);
     }
 }
