@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod args;
 mod backoff;
 pub mod config;

@@ -389,15 +389,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn postgres_placeholders_are_numbered() {
-        assert_eq!(
-            Dialect::Postgres.placeholders("a = ? AND b = ?"),
-            "a = $1 AND b = $2"
-        );
-        assert_eq!(Dialect::MySql.placeholders("a = ?"), "a = ?");
-    }
-
-    #[test]
     fn bad_config_is_refused_before_io() {
         let e = SqlRegistry::new(&SqlConfig::new("oracle://x")).unwrap_err();
         assert!(e.to_string().contains("scheme `oracle`"), "{e}");
