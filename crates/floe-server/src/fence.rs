@@ -1,6 +1,6 @@
 //! The worker-id fence every request checks: the lease as the issuing path sees it.
 //!
-//! The lease keeper (floe-store) acquires and renews the lease; [`crate::lease`] turns its
+//! The lease keeper ([`crate::keeper`]) acquires and renews the lease; [`crate::lease`] turns its
 //! state into this atomic fence, so a node stops issuing at `last successful renewal + ttl −
 //! margin` even if the keeper task itself runs late. Kept apart from the lease follower so the
 //! node (which checks the fence) and the follower (which swaps the node's generator) do not
@@ -19,6 +19,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::issue::IssueError;
+use crate::metrics::Metrics;
 
 /// Fence value: no lease held.
 pub(crate) const NOT_HELD: u64 = 0;
@@ -48,6 +49,26 @@ pub(crate) struct LeaseGuard {
 }
 
 impl LeaseGuard {
+    /// Sets the lease gauges: held, worker id, epoch, seconds to the fence.
+    pub(crate) fn publish_metrics(&self, metrics: &Metrics) {
+        let fence = self.fence_ns.load(Ordering::Acquire);
+        let now = self.base.elapsed().as_nanos() as u64;
+        let (held, seconds) = match fence {
+            FOREVER => (true, f64::INFINITY),
+            NOT_HELD => (false, 0.0),
+            f => (now < f, f.saturating_sub(now) as f64 / 1e9),
+        };
+        metrics.lease_held.set(if held { 1.0 } else { 0.0 });
+        metrics.lease_seconds_to_fence.set(seconds);
+        match &*self.lease.lock() {
+            Some(lease) if held => {
+                metrics.lease_worker_id.set(f64::from(lease.id));
+                metrics.lease_epoch.set(lease.epoch as f64);
+            }
+            _ => metrics.lease_worker_id.set(-1.0),
+        }
+    }
+
     /// Whether IDs may be issued now.
     #[inline]
     pub(crate) fn check(&self) -> Result<(), IssueError> {

@@ -338,6 +338,20 @@ impl Task {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records a registry call's round trip (`floe_registry_call_seconds{op}`), and for renewals
+    /// its outcome (`floe_lease_renewals_total`, `floe_lease_renewal_failures_total`).
+    fn record(op: &'static str, sent: Instant, ok: bool) {
+        metrics::histogram!("floe_registry_call_seconds", "op" => op)
+            .record(sent.elapsed().as_secs_f64());
+        if op == "renew" {
+            if ok {
+                metrics::counter!("floe_lease_renewals_total").increment(1);
+            } else {
+                metrics::counter!("floe_lease_renewal_failures_total").increment(1);
+            }
+        }
+    }
+
     /// Fence for a successful call sent at `sent`; `None` for leases that never expire.
     fn fence_after(&self, sent: Instant) -> Option<Instant> {
         self.registry
@@ -376,6 +390,7 @@ impl Task {
             // A grant racing the shutdown is left to expire.
             _ => return Err(None),
         };
+        Self::record("acquire", sent, result.is_ok());
         match result {
             Ok(lease) => {
                 tracing::info!(
@@ -432,7 +447,11 @@ impl Task {
         let high_water = (self.high_water)();
         self.count();
         let renewal = self.registry.renew(&self.request, &lease, high_water);
-        match wait(&mut self.stop, fence, renewal).await {
+        let outcome = wait(&mut self.stop, fence, renewal).await;
+        if let Wake::Done(r) = &outcome {
+            Self::record("renew", sent, r.is_ok());
+        }
+        match outcome {
             Wake::Stop => Err(Some(lease)),
             Wake::Fenced => Ok(self.fenced(lease)),
             Wake::Done(Ok(())) => Ok(self.held(lease, sent)),
@@ -478,6 +497,7 @@ impl Task {
             Wake::Done(r) => r,
             _ => return Err(Some(lease)),
         };
+        Self::record("renew", sent, result.is_ok());
         match result {
             Ok(()) => {
                 tracing::info!(id = lease.id, "worker-id lease recovered after the fence");
@@ -513,10 +533,12 @@ impl Task {
         };
         let high_water = (self.high_water)();
         self.count();
+        let sent = Instant::now();
         let result = self
             .registry
             .release(&self.request, &lease, high_water)
             .await;
+        Self::record("release", sent, result.is_ok());
         match &result {
             Ok(()) => tracing::info!(id = lease.id, high_water, "worker-id lease released"),
             Err(e) => tracing::warn!(error = %e, "worker-id lease not released; it will expire"),

@@ -20,6 +20,7 @@ use tracing::{error, info};
 use crate::config::{Config, RegistrySettings};
 use crate::fence::{LeaseGuard, FOREVER, NOT_HELD};
 use crate::keeper::{KeeperConfig, LeaseKeeper, LeaseState};
+use crate::metrics::Metered;
 use crate::node::Node;
 
 /// Clock skew tolerated between nodes, added to the fence margin.
@@ -83,7 +84,7 @@ pub(crate) fn build_generator(
         identity,
         sf.generator_config(fastrand::u64(..)),
         sf.clock(),
-        Box::new(Floored::new(high_water.clone(), floor_ms)),
+        Box::new(Floored::new(Metered::new(high_water.clone()), floor_ms)),
     )?;
     // The first mark is written before any request, not by the first request.
     generator.prepare()?;

@@ -206,6 +206,7 @@ impl Node {
             if !self.shutting_down.load(Ordering::Acquire) {
                 lease.refresh_mark(clock.high_water_ms);
             }
+            lease.publish_metrics(self.metrics);
         }
         self.metrics.clock(&clock, generator.layout().end_ms());
         self.metrics

@@ -191,8 +191,8 @@ async fn info_health_ready_metrics() {
     for name in [
         "floe_ids_issued_total{mode=\"snowflake\",protocol=\"http\"}",
         "floe_request_duration_seconds_bucket{protocol=\"http\",route=\"/v1/snowflake\"",
-        "floe_clock_drift_ms",
-        "floe_clock_behind_ms",
+        "floe_clock_drift_seconds",
+        "floe_clock_behind_seconds",
         "floe_clock_rollback_exceeded",
         "floe_layout_seconds_left",
         "floe_ready",
