@@ -36,6 +36,8 @@ pub(crate) fn start(
     let pool = NodePool::new(&sf.layout, &names)?;
     let registry = settings.registry.open(|k| std::env::var(k).ok())?;
     let request = LeaseRequest::new(settings.namespace.clone(), pool.size(), settings.ttl);
+    // A fixed id that cannot fit is a configuration mistake: exit 64 now, not after listening.
+    registry.precheck(&request)?;
     // Logical time may run max_drift plus a tick ahead of the wall clock; the fence must leave
     // at least that, plus clock skew, before the id can be granted to another node.
     let tick = Duration::from_millis(sf.layout.time_spec().unit_ms);

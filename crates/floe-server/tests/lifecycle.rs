@@ -111,3 +111,31 @@ async fn a_peer_with_the_same_identity_stops_the_start() {
     drop(server);
     a.stop().await.0.unwrap();
 }
+
+/// A fixed worker id (static or a Kubernetes ordinal) that does not fit the layout is a
+/// configuration mistake found before the node listens: exit 64, not a node that starts and gives up.
+#[tokio::test]
+async fn a_fixed_worker_id_outside_the_pool_is_refused_at_start() {
+    let mut cfg = config();
+    let dir = tempfile::tempdir().unwrap();
+    cfg.data_dir = dir.path().to_path_buf();
+    // genid's machine field has 3 bits: ids 0..8.
+    cfg.registry = Some(floe_server::config::RegistrySettings {
+        registry: floe_store::registry::RegistryConfig::Static { worker_id: Some(9) },
+        namespace: "floe".into(),
+        ttl: std::time::Duration::from_secs(10),
+        fields: vec!["machine".into()],
+    });
+    let local = "127.0.0.1:0".parse().unwrap();
+    let listeners = Listeners::bind_to(local, local).await.unwrap();
+    let e = Server::start(cfg, listeners).await.unwrap_err();
+    assert!(matches!(e, ServerError::Registry(_)), "{e:?}");
+    assert_eq!(e.exit_code(), 64);
+    let printed = floe_core::report(&e);
+    assert!(
+        printed.contains(
+            "worker id 9 (from the config) does not fit the layout's node field(s): allowed 0..8"
+        ),
+        "{printed}"
+    );
+}

@@ -100,9 +100,9 @@ impl StaticRegistry {
     }
 }
 
-#[async_trait]
-impl WorkerRegistry for StaticRegistry {
-    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+impl StaticRegistry {
+    /// The lease of the fixed id, or why it does not fit `req`'s pool.
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         let origin = match self.source {
             WorkerIdSource::FloeEnv => format!("from {FLOE_WORKER_ID}"),
             WorkerIdSource::Config => "from the config".to_string(),
@@ -110,6 +110,17 @@ impl WorkerRegistry for StaticRegistry {
             WorkerIdSource::Default => "the default".to_string(),
         };
         fixed_lease(self.id, &origin, req)
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for StaticRegistry {
+    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        self.lease(req)
+    }
+
+    fn precheck(&self, req: &LeaseRequest) -> Result<(), RegistryError> {
+        self.lease(req).map(|_| ())
     }
 
     async fn renew(&self, _: &LeaseRequest, _: &Lease, _: u64) -> Result<(), RegistryError> {
@@ -178,9 +189,9 @@ impl KubernetesRegistry {
     }
 }
 
-#[async_trait]
-impl WorkerRegistry for KubernetesRegistry {
-    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+impl KubernetesRegistry {
+    /// The lease of the pod's id, or why it does not fit `req`'s pool.
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         let origin = format!(
             "ordinal {} of host `{}` + offset {}",
             self.ordinal, self.hostname, self.offset
@@ -189,6 +200,17 @@ impl WorkerRegistry for KubernetesRegistry {
             RegistryError::Config(format!("worker id {origin} overflows a 32-bit id"))
         })?;
         fixed_lease(id, &origin, req)
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for KubernetesRegistry {
+    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        self.lease(req)
+    }
+
+    fn precheck(&self, req: &LeaseRequest) -> Result<(), RegistryError> {
+        self.lease(req).map(|_| ())
     }
 
     async fn renew(&self, _: &LeaseRequest, _: &Lease, _: u64) -> Result<(), RegistryError> {

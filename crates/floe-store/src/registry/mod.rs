@@ -216,6 +216,14 @@ pub trait WorkerRegistry: Send + Sync + Debug {
     fn leases_expire(&self) -> bool {
         true
     }
+
+    /// What can be known without a store call: a fixed id (static, Kubernetes ordinal) that
+    /// does not fit the pool is refused here, so the node exits at start (64) instead of starting
+    /// and giving up. Stores that hand out ids themselves have nothing to check.
+    fn precheck(&self, req: &LeaseRequest) -> Result<(), RegistryError> {
+        let _ = req;
+        Ok(())
+    }
 }
 
 /// Which registry a node uses, as the server's validated config gives it.
