@@ -134,6 +134,10 @@ impl WorkerRegistry for StaticRegistry {
     fn leases_expire(&self) -> bool {
         false
     }
+
+    fn describe(&self) -> String {
+        "static".to_string()
+    }
 }
 
 /// The worker id of a StatefulSet pod: the ordinal at the end of its host name, plus an offset
@@ -223,6 +227,10 @@ impl WorkerRegistry for KubernetesRegistry {
 
     fn leases_expire(&self) -> bool {
         false
+    }
+
+    fn describe(&self) -> String {
+        format!("kubernetes (ordinal of host `{}`)", self.hostname)
     }
 }
 
