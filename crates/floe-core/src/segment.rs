@@ -224,6 +224,10 @@ pub struct SegmentState {
     pub last_error: Option<String>,
     /// The segment in use, if any.
     pub current: Option<Segment>,
+    /// The next ID this buffer hands out, if it holds one.
+    pub position: Option<u64>,
+    /// The segment loaded after the one in use, if any (consecutive claims merge into one).
+    pub next: Option<Segment>,
 }
 
 /// The published part of the buffer: the segment in use, read through a seqlock.
@@ -639,13 +643,25 @@ impl SegmentBuffer {
         } else {
             slow.end.saturating_sub(v)
         };
+        let at = slow
+            .held
+            .iter()
+            .position(|p| v < p.v_end())
+            .unwrap_or(0);
         SegmentState {
             remaining,
             next_ready: v != CLOSED && v < slow.newest,
             step: slow.step,
             refills: slow.refills,
             last_error: slow.last_error.clone(),
-            current: slow.held.front().map(|p| p.seg),
+            // The segment the cursor is in (the table moves past a used-up one lazily).
+            current: slow.held.get(at).map(|p| p.seg),
+            position: slow
+                .held
+                .get(at)
+                .filter(|p| v != CLOSED && p.v <= v && v < p.v_end())
+                .map(|p| p.seg.start + (v - p.v)),
+            next: slow.held.get(at + 1).map(|p| p.seg),
         }
     }
 
@@ -681,6 +697,23 @@ mod tests {
 
     fn seg(start: u64, end: u64) -> Segment {
         Segment { start, end }
+    }
+
+    #[test]
+    fn state_shows_position_and_next_segment() {
+        let b = buffer(100);
+        assert_eq!(b.state().position, None);
+        b.plan_refill(1, 0).unwrap();
+        b.install(seg(1000, 1100)).unwrap();
+        b.try_take(10).unwrap();
+        let s = b.state();
+        assert_eq!((s.current, s.position, s.next), (Some(seg(1000, 1100)), Some(1010), None));
+        b.plan_refill(1, 0).unwrap();
+        b.install(seg(5000, 5100)).unwrap();
+        assert_eq!(b.state().next, Some(seg(5000, 5100)));
+        b.try_take(90).unwrap();
+        let s = b.state();
+        assert_eq!((s.current, s.position, s.next), (Some(seg(5000, 5100)), Some(5000), None));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use floe_store::registry::{Lease, NodePool};
+use floe_store::registry::{Lease, LeaseRequest, NodePool, WorkerRegistry};
 
 use crate::keeper::LeaseKeeper;
 use serde_json::json;
@@ -46,6 +46,10 @@ pub(crate) struct LeaseGuard {
     pub(crate) keeper: tokio::sync::Mutex<Option<LeaseKeeper>>,
     /// The pool of ids and how an id maps onto the layout's node fields.
     pub(crate) pool: NodePool,
+    /// The registry the keeper leases from, for the console's listing of the other holders.
+    pub(crate) registry: Arc<dyn WorkerRegistry>,
+    /// What the keeper asks the registry for (namespace, pool, owner).
+    pub(crate) request: LeaseRequest,
 }
 
 impl LeaseGuard {
@@ -106,6 +110,7 @@ impl LeaseGuard {
             "epoch": lease.as_ref().map(|l| l.epoch),
             "fence_in_ms": fence_in_ms,
             "status": self.status.lock().clone(),
+            "registry": self.registry.describe(),
         })
     }
 

@@ -16,6 +16,7 @@ mod accept;
 mod args;
 mod backoff;
 pub mod config;
+mod console;
 mod error;
 mod fence;
 mod http;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod compat;
+mod console;
 mod listener;
 mod native;
 
@@ -47,6 +48,15 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(native::healthz))
         .route("/readyz", get(native::readyz))
         .route("/metrics", get(native::metrics))
+        .route("/v1/console/rates", get(console::rates))
+        .route("/v1/console/segments", get(console::segments))
+        .route("/v1/console/cluster", get(console::cluster))
+        .route("/", get(console::page))
+        .route("/console", get(console::page))
+        .route("/console/{view}", get(console::page))
+        .route("/console/assets/console.js", get(console::script))
+        .route("/console/assets/console.css", get(console::style))
+        .route("/console/assets/favicon.svg", get(console::icon))
         .merge(admin)
         .route_layer(middleware::from_fn(json_errors));
     // The originals registered plain handlers that answer every method, and keep their own

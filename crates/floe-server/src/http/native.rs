@@ -157,6 +157,7 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
     let sf = &node.config.snowflake;
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "uptime_ms": node.started.elapsed().as_millis() as u64,
         "instance": node.instance,
         "layout": layout.to_string(),
         "identity": identity,
