@@ -643,11 +643,7 @@ impl SegmentBuffer {
         } else {
             slow.end.saturating_sub(v)
         };
-        let at = slow
-            .held
-            .iter()
-            .position(|p| v < p.v_end())
-            .unwrap_or(0);
+        let at = slow.held.iter().position(|p| v < p.v_end()).unwrap_or(0);
         SegmentState {
             remaining,
             next_ready: v != CLOSED && v < slow.newest,
@@ -707,13 +703,19 @@ mod tests {
         b.install(seg(1000, 1100)).unwrap();
         b.try_take(10).unwrap();
         let s = b.state();
-        assert_eq!((s.current, s.position, s.next), (Some(seg(1000, 1100)), Some(1010), None));
+        assert_eq!(
+            (s.current, s.position, s.next),
+            (Some(seg(1000, 1100)), Some(1010), None)
+        );
         b.plan_refill(1, 0).unwrap();
         b.install(seg(5000, 5100)).unwrap();
         assert_eq!(b.state().next, Some(seg(5000, 5100)));
         b.try_take(90).unwrap();
         let s = b.state();
-        assert_eq!((s.current, s.position, s.next), (Some(seg(5000, 5100)), Some(5000), None));
+        assert_eq!(
+            (s.current, s.position, s.next),
+            (Some(seg(5000, 5100)), Some(5000), None)
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@
       layout_seconds_left: show(info.layout_seconds_left) + " s (" + duration(info.layout_seconds_left) + ")",
       layout_warning: info.layout_warning,
       "clock.wall_ms": iso(info.clock.wall_ms),
-      "clock.logical_ms": iso(info.clock.logical_ms),
+      "clock.logical_ms": Number(info.clock.logical_ms) === 0 ? "no ID issued yet" : iso(info.clock.logical_ms),
       "clock.behind_ms": info.clock.behind_ms,
       "clock.drift_ms": info.clock.drift_ms,
       high_water_ms: iso(info.high_water_ms),

@@ -246,7 +246,10 @@ floe_request_duration_seconds_count{protocol="tcp_v2",route="snowflake"} 0
         assert_eq!(totals.ids["segment"], 7.0);
         assert_eq!(totals.requests["http"], 100.0);
         assert_eq!(totals.requests["tcp_v2"], 0.0);
-        assert_eq!(buckets, [(0.001, 90.0), (0.01, 100.0), (f64::INFINITY, 100.0)]);
+        assert_eq!(
+            buckets,
+            [(0.001, 90.0), (0.01, 100.0), (f64::INFINITY, 100.0)]
+        );
     }
 
     #[test]
@@ -256,7 +259,10 @@ floe_request_duration_seconds_count{protocol="tcp_v2",route="snowflake"} 0
         let p99 = quantile(&b, 0.99).unwrap();
         assert!((p99 - (0.001 + 0.009 * 0.9)).abs() < 1e-12, "{p99}");
         assert_eq!(quantile(&[(0.001, 0.0), (f64::INFINITY, 0.0)], 0.5), None);
-        assert_eq!(quantile(&[(0.001, 0.0), (f64::INFINITY, 5.0)], 0.5), Some(0.001));
+        assert_eq!(
+            quantile(&[(0.001, 0.0), (f64::INFINITY, 5.0)], 0.5),
+            Some(0.001)
+        );
     }
 
     #[test]
@@ -272,8 +278,13 @@ floe_request_duration_seconds_count{protocol="tcp_v2",route="snowflake"} 0
         assert_eq!(samples.len(), CAPACITY);
         assert_eq!(samples[0].unix_ms, 10);
         assert_eq!(h.since(CAPACITY as u64 + 7).0.len(), 2);
-        assert!(samples.iter().any(|s| s.ids_per_second["snowflake/http"] > 0.0));
-        assert!(samples.iter().all(|s| s.p50_ms.is_none()), "no new requests");
+        assert!(samples
+            .iter()
+            .any(|s| s.ids_per_second["snowflake/http"] > 0.0));
+        assert!(
+            samples.iter().all(|s| s.p50_ms.is_none()),
+            "no new requests"
+        );
         assert_eq!(totals.ids["segment"], 7.0);
     }
 }

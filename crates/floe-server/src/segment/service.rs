@@ -484,10 +484,7 @@ impl SegmentService {
     /// State of every buffered tag.
     pub fn states(&self) -> Vec<TagState> {
         let tags = self.tags.read();
-        let mut out: Vec<TagState> = tags
-            .iter()
-            .map(|(tag, tb)| TagState::of(tag, tb))
-            .collect();
+        let mut out: Vec<TagState> = tags.iter().map(|(tag, tb)| TagState::of(tag, tb)).collect();
         out.sort_by(|a, b| a.tag.cmp(&b.tag));
         out
     }
