@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use floe_testkit::{assert_increasing, http::{get, request}};
 use serde_json::json;
 
 async fn server() -> TestServer {
@@ -335,7 +336,7 @@ async fn unknown_routes_and_methods() {
         r.body,
         error_body("not_found", "no route for GET /nope; see docs/protocol.md")
     );
-    let r = http(s.http, "POST", "/v1/snowflake", &[], "")
+    let r = request(s.http, "POST", "/v1/snowflake", &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 405);
@@ -347,7 +348,7 @@ async fn unknown_routes_and_methods() {
         ("GET", "/api/v1/log/level?level=debug"),
         ("POST", "/api/v1/log/level?level=debug"),
     ] {
-        let r = http(s.http, method, path, &[("Authorization", "Bearer x")], "")
+        let r = request(s.http, method, path, &[("Authorization", "Bearer x")], "")
             .await
             .unwrap();
         assert_eq!(r.status, 404, "{method} {path}");

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use floe_testkit::{assert_increasing, host_port, http::get, redis_url, unique, with_host_port, ChaosProxy};
 use floe_server::{Config, LogLevel};
-use floe_testkit::{host_port, redis_url, unique, with_host_port, ChaosProxy};
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use floe_testkit::{assert_increasing, host_port, http::{get, request, Response}, mysql_url, postgres_url, unique, with_host_port, ChaosProxy};
 use floe_server::Config;
-use floe_testkit::{host_port, mysql_url, postgres_url, unique, with_host_port, ChaosProxy};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -37,9 +37,9 @@ fn error_body(code: &str, message: &str) -> String {
 }
 
 /// An admin request with the right token.
-async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> Response {
     let auth = format!("Bearer {TOKEN}");
-    http(
+    request(
         addr,
         method,
         path,
@@ -420,7 +420,7 @@ async fn bad_parameters_get_the_documented_errors() {
     let r = get(h, "/v1/segment/").await;
     assert_eq!(r.status, 404, "no tag, no route: {}", r.body);
     assert_eq!(r.json()["error"]["code"], "not_found");
-    let r = http(h, "POST", "/v1/segment/orders", &[], "")
+    let r = request(h, "POST", "/v1/segment/orders", &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 405, "{}", r.body);
@@ -509,7 +509,7 @@ async fn bad_parameters_get_the_documented_errors() {
         ("POST", "/admin/tags", r#"{"tag":"x","start":1,"step":10}"#),
         ("PUT", "/admin/tags/orders", r#"{"step":10}"#),
     ] {
-        let r = http(h, method, path, &[], body).await.unwrap();
+        let r = request(h, method, path, &[], body).await.unwrap();
         assert_eq!(r.status, 401, "{method} {path} without token");
         assert_eq!(
             r.body,
@@ -519,7 +519,7 @@ async fn bad_parameters_get_the_documented_errors() {
             )
         );
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
-        let r = http(
+        let r = request(
             h,
             method,
             path,

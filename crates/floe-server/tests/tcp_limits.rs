@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
+use floe_testkit::http::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]

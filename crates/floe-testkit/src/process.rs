@@ -152,22 +152,15 @@ impl FloeProcess {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Waits for the process to exit, failing the test after `within`.
+    /// Waits for the process to exit, failing the test after `within` (the process is then
+    /// killed when dropped).
+    #[track_caller]
     pub fn wait(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "floe did not exit within {within:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::eventually(within, "floe exits", || match self.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err(format!("still running; stderr:\n{}", self.stderr())),
+            Err(e) => panic!("try_wait: {e}"),
+        })
     }
 
     /// SIGTERM, then the exit status (bounded by `within`).

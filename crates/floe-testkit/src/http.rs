@@ -1,0 +1,310 @@
+//! The tests' one HTTP/1.1 client: hyper's, over a fresh connection per request ([`request`],
+//! [`get`]) or one connection kept alive ([`Connection`]), and a blocking pair for tests that
+//! run on plain threads ([`blocking`]). Every call is bounded by [`TIMEOUT`].
+//!
+//! A test about raw bytes (a head that never ends, a body cut short, chunking by hand) writes
+//! them on a socket itself, since no client sends such requests, and reads the answer with
+//! [`read_response`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::Location;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Upper bound of one connect or one request and its response.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP response, its body read in full.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The header fields in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body (it must be UTF-8: every Floe body is JSON or text).
+    pub body: String,
+}
+
+impl Response {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, failing the test if it is not.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.body))
+    }
+}
+
+/// `method path` with extra `headers` and `body` over a fresh connection to `addr`.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> io::Result<Response> {
+    Connection::open(addr)
+        .await?
+        .request(method, path, headers, body)
+        .await
+}
+
+/// `GET path` over a fresh connection, failing the test (naming the caller's line) if no
+/// response comes; any status is returned.
+#[track_caller]
+pub fn get(addr: SocketAddr, path: &str) -> impl Future<Output = Response> {
+    let at = Location::caller();
+    let path = path.to_owned();
+    async move {
+        request(addr, "GET", &path, &[], "")
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} on {addr} (at {at}): {e}"))
+    }
+}
+
+/// One HTTP/1.1 connection kept alive across requests; closed when dropped.
+#[derive(Debug)]
+pub struct Connection {
+    /// Where it is connected, for the `Host` header and messages.
+    addr: SocketAddr,
+    /// hyper's half that sends requests.
+    sender: SendRequest<Full<Bytes>>,
+    /// hyper's half that drives the socket; it ends when the server closes the connection.
+    driver: JoinHandle<Result<(), hyper::Error>>,
+}
+
+impl Connection {
+    /// Connects to `addr`.
+    pub async fn open(addr: SocketAddr) -> io::Result<Connection> {
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(Connection {
+            addr,
+            sender,
+            driver: tokio::spawn(connection),
+        })
+    }
+
+    /// `method path` with extra `headers` (a `Host` is added unless given) and `body`.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> io::Result<Response> {
+        let mut builder = hyper::Request::builder()
+            .method(hyper::Method::from_bytes(method.as_bytes()).map_err(io::Error::other)?)
+            .uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            builder = builder.header(hyper::header::HOST, self.addr.to_string());
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let exchange = async {
+            self.sender.ready().await.map_err(io::Error::other)?;
+            let response = self
+                .sender
+                .send_request(request)
+                .await
+                .map_err(io::Error::other)?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (k.as_str().to_owned(), value)
+                })
+                .collect();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(io::Error::other)?
+                .to_bytes();
+            let body = String::from_utf8(body.to_vec())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no response in time"))?
+    }
+
+    /// `GET path` on this connection, failing the test (naming the caller's line) if no
+    /// response comes.
+    #[track_caller]
+    pub fn get<'a>(&'a mut self, path: &'a str) -> impl Future<Output = Response> + 'a {
+        let at = Location::caller();
+        async move {
+            let addr = self.addr;
+            self.request("GET", path, &[], "")
+                .await
+                .unwrap_or_else(|e| panic!("GET {path} on kept-alive {addr} (at {at}): {e}"))
+        }
+    }
+
+    /// Resolves once the server has closed the connection.
+    pub async fn closed(&mut self) {
+        let _ = (&mut self.driver).await;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Reads one response whose body has a `Content-Length` (or none) from a socket a test wrote
+/// raw bytes on; fails with an error on a close before its end or after [`TIMEOUT`].
+pub async fn read_response(from: &mut (impl AsyncRead + Unpin)) -> io::Result<Response> {
+    let read = async {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (head_len, status, headers) = loop {
+            let mut fields = [httparse::EMPTY_HEADER; 64];
+            let mut head = httparse::Response::new(&mut fields);
+            let parsed = head
+                .parse(&raw)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let httparse::Status::Complete(len) = parsed {
+                let headers: Vec<(String, String)> = head
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value).into_owned();
+                        (h.name.to_ascii_lowercase(), value)
+                    })
+                    .collect();
+                break (len, head.code.unwrap_or(0), headers);
+            }
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Err(closed_early(&raw));
+            }
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let field = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        if field("transfer-encoding").is_some() {
+            return Err(io::Error::other(
+                "read_response reads Content-Length bodies only; send this request with `request`",
+            ));
+        }
+        let len: usize = match field("content-length") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            None => 0,
+        };
+        while raw.len() < head_len + len {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Err(closed_early(&raw));
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let body = String::from_utf8(raw[head_len..head_len + len].to_vec())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    };
+    tokio::time::timeout(TIMEOUT, read)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no whole response in time"))?
+}
+
+/// The error of a connection closed before a whole response.
+fn closed_early(raw: &[u8]) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("closed mid-response: {:?}", String::from_utf8_lossy(raw)),
+    )
+}
+
+/// The same client for tests on plain threads: each call runs on a small runtime of its own
+/// (shared by all calls), so it works inside and outside an async test.
+pub mod blocking {
+    use std::io;
+    use std::net::SocketAddr;
+    use std::sync::{mpsc, OnceLock};
+
+    use super::Response;
+
+    /// The runtime the blocking calls run on.
+    fn runtime() -> &'static tokio::runtime::Runtime {
+        static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("testkit-http")
+                .enable_all()
+                .build()
+                .expect("start the HTTP client's runtime")
+        })
+    }
+
+    /// [`super::request`], blocking.
+    pub fn request(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> io::Result<Response> {
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        runtime().spawn(async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let _ = tx.send(super::request(addr, &method, &path, &headers, &body).await);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the HTTP client task panicked")))
+    }
+
+    /// [`super::get`], blocking: fails the test if no response comes; any status is returned.
+    #[track_caller]
+    pub fn get(addr: SocketAddr, path: &str) -> Response {
+        request(addr, "GET", path, &[], "")
+            .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+    }
+}
