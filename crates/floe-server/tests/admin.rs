@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use floe_testkit::http::request;
 use floe_server::{init_logging, LogConfig, LogFormat, LogLevel};
+use floe_testkit::http::request;
 use serde_json::json;
 use tracing::level_filters::LevelFilter;
 

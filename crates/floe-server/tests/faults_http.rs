@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use floe_server::Config;
 use floe_testkit::http::{get, read_response, request, Connection};
 use floe_testkit::{eventually_async, metric_value, rss_bytes};
-use floe_server::Config;
 use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -180,7 +180,9 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
     }
     req.push_str("0\r\n\r\n");
     c.write_all(req.as_bytes()).await.unwrap();
-    let r = read_response(&mut c).await.expect("a response to the chunked body");
+    let r = read_response(&mut c)
+        .await
+        .expect("a response to the chunked body");
     assert_eq!(r.status, 413, "{}", r.body);
     assert!(r.body.contains(r#""code":"too_large""#), "{}", r.body);
 
@@ -194,7 +196,9 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
     )
     .await
     .unwrap();
-    let r = read_response(&mut c).await.expect("a response to the stalled body");
+    let r = read_response(&mut c)
+        .await
+        .expect("a response to the stalled body");
     assert_eq!(r.status, 408, "{}", r.body);
     assert!(r.body.contains(r#""code":"timeout""#), "{}", r.body);
     assert!(r.body.contains("server.http_body_timeout"), "{}", r.body);
@@ -330,9 +334,9 @@ async fn connections_over_the_cap_are_closed_at_once() {
             let r = scrape.get("/metrics").await;
             assert_eq!(r.status, 200, "{}", r.body);
             match metric_value(&r.body, "floe_http_connections_open") {
-                Some(4.0) => {
-                    Ok(metric_value(&r.body, "floe_http_connections_rejected_total").unwrap_or(0.0))
-                }
+                Some(4.0) => Ok(
+                    metric_value(&r.body, "floe_http_connections_rejected_total").unwrap_or(0.0),
+                ),
                 open => Err(format!("floe_http_connections_open {open:?}")),
             }
         },

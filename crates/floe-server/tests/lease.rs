@@ -20,19 +20,19 @@
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use floe_server::{Config, LogLevel};
 use floe_testkit::http::get;
 use floe_testkit::{
     assert_increasing, consistently_async, eventually_async, host_port, redis_url, unique,
     with_host_port, ChaosProxy,
 };
-use floe_server::{Config, LogLevel};
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
@@ -354,9 +354,7 @@ async fn a_cut_off_node_stops_at_its_fence_before_its_id_is_granted_again() {
     let r = get(a.http, "/v1/snowflake?count=1").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("lease"), "{}", r.body);
-    b_load
-        .serves_after(b_ready_at, "B serves once ready")
-        .await;
+    b_load.serves_after(b_ready_at, "B serves once ready").await;
 
     // Healing does not give A anything back: B holds id 0, C id 1.
     let heal_at = Instant::now();
@@ -550,7 +548,8 @@ async fn a_fenced_node_gets_its_own_id_back_when_nobody_took_it() {
     let before = lease_info(a.http).await;
     let load_from = Instant::now();
     let load = Load::start(a.tcp);
-    load.serves_after(load_from, "A serves before the cut").await;
+    load.serves_after(load_from, "A serves before the cut")
+        .await;
 
     // Cut for longer than the ttl: A is fenced and its key expires in Redis, but no other node
     // asks for the id.
@@ -581,7 +580,8 @@ async fn a_fenced_node_gets_its_own_id_back_when_nobody_took_it() {
         after["epoch"], before["epoch"],
         "the same lease, renewed: {after}"
     );
-    load.serves_after(back, "A serves again after healing").await;
+    load.serves_after(back, "A serves again after healing")
+        .await;
     let samples = load.finish().await;
 
     let refused: Vec<&Sample> = samples.iter().filter(|s| s.error.is_some()).collect();
@@ -679,15 +679,14 @@ async fn a_node_beyond_the_pool_waits_until_a_node_stops() {
 
     // An exhausted node stops gracefully (it has nothing to release) and changes nothing.
     let fourth = TestServer::start(lease_config(&redis, &ns, ttl)).await;
-    eventually_async(
-        WAIT,
-        "a fourth node finds the pool exhausted",
-        async || {
-            let (status, body) = readyz(fourth.http).await;
-            assert_eq!(status, 503, "a fourth node on a two-id pool is ready: {body}");
-            body.contains(expected).then_some(()).ok_or(body)
-        },
-    )
+    eventually_async(WAIT, "a fourth node finds the pool exhausted", async || {
+        let (status, body) = readyz(fourth.http).await;
+        assert_eq!(
+            status, 503,
+            "a fourth node on a two-id pool is ready: {body}"
+        );
+        body.contains(expected).then_some(()).ok_or(body)
+    })
     .await;
     fourth.stop().await.0.unwrap();
     assert_eq!(lease_info(second.http).await["held"], true);

@@ -10,12 +10,17 @@
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use floe_testkit::{assert_increasing, host_port, http::{get, request, Response}, mysql_url, postgres_url, unique, with_host_port, ChaosProxy};
 use floe_server::Config;
+use floe_testkit::http::{get, request, Response};
+use floe_testkit::{
+    assert_increasing, eventually_async, host_port, metric_value, mysql_url, postgres_url, unique,
+    with_host_port, ChaosProxy,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,21 +60,18 @@ async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> Respon
 
 /// Waits until the segment table answers (it is created in the background at start, retried
 /// until the database is there), so a tag can be created.
-async fn wait_segment_ready(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = admin(addr, "GET", "/admin/tags", "").await;
-        if r.status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the segment table never answered: {} {}",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+#[track_caller]
+fn wait_segment_ready(addr: SocketAddr) -> impl Future<Output = ()> {
+    eventually_async(
+        Duration::from_secs(20),
+        "the segment table answers",
+        async move || {
+            let r = admin(addr, "GET", "/admin/tags", "").await;
+            (r.status == 200)
+                .then_some(())
+                .ok_or(format!("{} {}", r.status, r.body))
+        },
+    )
 }
 
 /// Creates `tag` through the admin API and checks the 201 and the row it returns.
@@ -706,16 +708,24 @@ async fn unknown_tags_keep_no_memory() {
     let mut tcp = connect(s.tcp).await;
     let r = v2_segment(&mut tcp, 1, 10, &real).await;
     assert_eq!((r.status, r.ids.len()), (0, 10), "{}", r.message);
+    // The gauge shows what the buffer holds, as /health reports it (set by the periodic
+    // maintenance, so it is awaited).
     let gauge = format!("floe_segment_remaining{{tag=\"{real}\"}}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let metrics = loop {
-        let m = get(s.http, "/metrics").await.body;
-        if m.contains(&gauge) || Instant::now() > deadline {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(metrics.contains(&gauge), "the served tag has its gauges");
+    let metrics = eventually_async(
+        Duration::from_secs(5),
+        "the served tag's gauge shows what its buffer holds",
+        async || {
+            let left = get(s.http, &format!("/health?app_tag={real}")).await.json()["left"]
+                .as_f64()
+                .expect("left");
+            let m = get(s.http, "/metrics").await.body;
+            match metric_value(&m, &gauge) {
+                Some(v) if v == left => Ok(m),
+                v => Err(format!("{gauge} {v:?}, /health left {left}")),
+            }
+        },
+    )
+    .await;
     assert!(
         !metrics.contains(&ghost),
         "no state was kept for an unknown tag"
@@ -745,20 +755,17 @@ async fn the_next_segment_is_fetched_before_the_buffer_runs_dry() {
         let r = v2_segment(&mut tcp, round as u32, n, "orders").await;
         assert_eq!(r.status, 0, "{}", r.message);
         all.extend(r.ids);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
+        let what = format!(
+            "after {} IDs the next segment is prefetched (else a request would wait on the database)",
+            all.len()
+        );
+        eventually_async(Duration::from_secs(3), &what, async || {
             let r = get(s.http, "/health?app_tag=orders").await;
-            if r.body == r#"{"resp_code":0,"msg":"success","left":180}"# {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "after {} IDs the next segment was not prefetched: {} (a request would now wait on the database)",
-                all.len(),
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (r.body == r#"{"resp_code":0,"msg":"success","left":180}"#)
+                .then_some(())
+                .ok_or(r.body)
+        })
+        .await;
     }
     assert_eq!(all, (1..=420).collect::<Vec<u64>>());
     s.stop().await.0.unwrap();
@@ -836,8 +843,19 @@ async fn a_refill_in_flight_at_shutdown_is_handed_back_too() {
     let r = v2_segment(&mut tcp, 2, 51, "orders").await;
     assert_eq!(r.ids, (51..=101).collect::<Vec<u64>>(), "{}", r.message);
     drop(tcp);
+    let tcp_addr = s.tcp;
     let stopping = tokio::spawn(s.stop());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The stop has begun (the listener is closed) while the claim still waits on the lock.
+    eventually_async(
+        WAIT,
+        "the stopping server closes its listener",
+        async || tokio::net::TcpStream::connect(tcp_addr).await.is_err(),
+    )
+    .await;
+    assert!(
+        !stopping.is_finished(),
+        "the stop must wait for the claim in flight"
+    );
     lock.commit().await.unwrap();
     let (result, _dir) = tokio::time::timeout(Duration::from_secs(30), stopping)
         .await
@@ -870,15 +888,13 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
     let r = v2_segment(&mut tcp, 1, 20, tag).await;
     assert_eq!(r.status, 0, "{}", r.message);
     seen.extend(r.ids);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually_async(Duration::from_secs(5), "the prefetch", async || {
         let r = get(s.http, &format!("/health?app_tag={tag}")).await;
-        if r.body == r#"{"resp_code":0,"msg":"success","left":180}"# {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no prefetch: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (r.body == r#"{"resp_code":0,"msg":"success","left":180}"#)
+            .then_some(())
+            .ok_or(r.body)
+    })
+    .await;
 
     // The database goes away: every buffered ID is still served, through every route.
     proxy.cut();
@@ -969,18 +985,12 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
     // The database comes back: service resumes by itself, no restart.
     proxy.heal();
     let healed = Instant::now();
-    let id = loop {
-        match one_id(s.http, &mut tcp, tag, 0).await {
-            Ok(id) => break id,
-            Err(e) => {
-                assert!(
-                    healed.elapsed() < Duration::from_secs(5),
-                    "no recovery: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let id = eventually_async(
+        Duration::from_secs(5),
+        "recovery after the heal",
+        async || one_id(s.http, &mut tcp, tag, 0).await,
+    )
+    .await;
     let recovery = healed.elapsed();
     // "Within a second" is the design (backoff capped at 0.5 s); the bound is generous so a
     // loaded CI machine does not fail it.

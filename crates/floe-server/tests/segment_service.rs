@@ -193,9 +193,11 @@ async fn outage_serves_the_buffer_then_errors_then_recovers_without_restart() {
     // Heal: service resumes by itself, within about a second.
     proxy.heal();
     let healed = Instant::now();
-    let ids = eventually_async(Duration::from_secs(5), "recovery after the heal", async || {
-        take(&svc, "pay", 1).await
-    })
+    let ids = eventually_async(
+        Duration::from_secs(5),
+        "recovery after the heal",
+        async || take(&svc, "pay", 1).await,
+    )
     .await;
     assert!(seen.insert(ids[0]));
     assert!(

@@ -293,8 +293,10 @@ pub mod blocking {
             .collect();
         let (tx, rx) = mpsc::channel();
         runtime().spawn(async move {
-            let headers: Vec<(&str, &str)> =
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let _ = tx.send(super::request(addr, &method, &path, &headers, &body).await);
         });
         rx.recv()
@@ -304,7 +306,6 @@ pub mod blocking {
     /// [`super::get`], blocking: fails the test if no response comes; any status is returned.
     #[track_caller]
     pub fn get(addr: SocketAddr, path: &str) -> Response {
-        request(addr, "GET", path, &[], "")
-            .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+        request(addr, "GET", path, &[], "").unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
     }
 }

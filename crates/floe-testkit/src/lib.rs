@@ -102,4 +102,3 @@ pub fn with_host_port(url: &str, addr: SocketAddr) -> String {
     let hp = host_port(url);
     url.replacen(&hp, &addr.to_string(), 1)
 }
-

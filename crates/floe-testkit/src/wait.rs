@@ -55,7 +55,11 @@ fn seen(last: &Option<String>) -> String {
 /// Calls `probe` every [`POLL`] until it reports the state reached and returns its value;
 /// fails the test, naming `what`, once `within` has passed.
 #[track_caller]
-pub fn eventually<O: Outcome>(within: Duration, what: &str, mut probe: impl FnMut() -> O) -> O::Value {
+pub fn eventually<O: Outcome>(
+    within: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> O,
+) -> O::Value {
     let deadline = Instant::now() + within;
     loop {
         let last = match probe().reached() {

@@ -71,12 +71,18 @@ impl TestServer {
     /// Waits until the HTTP listener answers, so tests do not race the start.
     async fn wait_ready(&self) {
         let addr = self.http;
-        eventually_async(WAIT, "the server answers /healthz", async || {
-            match request(addr, "GET", "/healthz", &[], "").await {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("{} {}", r.status, r.body)),
-                Err(e) => Err(e.to_string()),
-            }
+        eventually_async(WAIT, "the server answers /healthz", async || match request(
+            addr,
+            "GET",
+            "/healthz",
+            &[],
+            "",
+        )
+        .await
+        {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("{} {}", r.status, r.body)),
+            Err(e) => Err(e.to_string()),
         })
         .await;
     }
