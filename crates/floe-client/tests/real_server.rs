@@ -7,13 +7,13 @@ mod support;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use floe_client::{Backoff, ClientBuilder, Error, Prefetch, Protocol, SegmentHandle, ServerOrder};
-use support::real::Floe;
-use support::{assert_increasing, assert_unique};
+use floe_testkit::{assert_increasing, assert_unique, eventually, eventually_async};
+use support::real::{Floe, STARTUP};
 
 /// Set in the child processes of the two-process test: the server address.
 const CHILD_SERVER: &str = "FLOE_CLIENT_TEST_CHILD_SERVER";
@@ -99,8 +99,9 @@ async fn failover_survives_a_server_killed_mid_stream() {
         .server_order(ServerOrder::RoundRobin)
         .build()
         .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
     let streamer = {
-        let client = client.clone();
+        let (client, calls) = (client.clone(), calls.clone());
         tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..600 {
@@ -110,13 +111,22 @@ async fn failover_survives_a_server_killed_mid_stream() {
                     .await
                     .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
                 ids.extend(batch);
+                calls.fetch_add(1, Ordering::Relaxed);
+                // The stream's pace, not a wait.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             ids
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually_async(STARTUP, "the stream is under way", async || {
+        calls.load(Ordering::Relaxed) >= 100
+    })
+    .await;
     servers[1].kill();
+    assert!(
+        calls.load(Ordering::Relaxed) < 600,
+        "the server must be killed mid-stream"
+    );
     let ids = streamer.await.unwrap();
     assert_eq!(ids.len(), 300 * 101);
     assert_unique(&ids);
@@ -203,12 +213,14 @@ fn two_process_child() {
         for _ in 0..20 {
             match client.next_id() {
                 Ok(id) => writeln!(out, "{id}").unwrap(),
-                // Only while the server restarts; the parent checks that IDs keep coming.
+                // Only while the server restarts; the parent checks that IDs keep coming. A
+                // retry's pause, not a wait.
                 Err(e) if e.is_retryable() => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => panic!("child: {e}"),
             }
         }
         out.flush().unwrap();
+        // The child's pace.
         std::thread::sleep(Duration::from_millis(1));
     }
     out.flush().unwrap();
@@ -218,16 +230,20 @@ fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
 }
 
+#[track_caller]
 fn wait_for_lines(paths: &[std::path::PathBuf], at_least: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while paths.iter().zip(at_least).any(|(p, &n)| lines(p) < n) {
-        assert!(
-            Instant::now() < deadline,
-            "children stalled: {:?} of {at_least:?} IDs",
-            paths.iter().map(|p| lines(p)).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(30),
+        &format!("the children write {at_least:?} IDs"),
+        || {
+            let got: Vec<usize> = paths.iter().map(|p| lines(p)).collect();
+            got.iter()
+                .zip(at_least)
+                .all(|(g, n)| g >= n)
+                .then_some(())
+                .ok_or(format!("{got:?} IDs"))
+        },
+    );
 }
 
 #[test]
@@ -263,6 +279,7 @@ fn prefetching_clients_in_two_processes_stay_unique_across_a_server_restart() {
 
     server.terminate();
     let before: Vec<usize> = paths.iter().map(|p| lines(p)).collect();
+    // Downtime the clients ride out (the pause is the scenario, not a wait).
     std::thread::sleep(Duration::from_millis(300));
     // Same port and data dir: the clients reconnect to it, the high-water mark carries over.
     let server = Floe::start(data.path(), &addr, 3);
@@ -306,15 +323,15 @@ fn segment_config(dir: &Path, db: &Path) -> std::path::PathBuf {
 /// Waits until segment mode answers for `tag` with anything but "unavailable": the server prints
 /// its listening line before its segment table is ready, and answers status 3 until then.
 async fn segments_ready(handle: &SegmentHandle) -> Result<u64, Error> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match handle.next_id().await {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => return other,
-        }
-    }
+    eventually_async(
+        Duration::from_secs(15),
+        "segment mode answers anything but unavailable",
+        async || match handle.next_id().await {
+            Err(e) if e.is_retryable() => Err(e),
+            other => Ok(other),
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -414,6 +431,8 @@ async fn segment_failover_between_servers_sharing_a_database() {
     // create it.
     let mut ids = vec![segments_ready(&handle).await.unwrap()];
     ids.extend(handle.next_ids(10).await.unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let streamed = calls.clone();
     let streamer = tokio::spawn(async move {
         let mut ids = Vec::new();
         for i in 0..400 {
@@ -422,12 +441,21 @@ async fn segment_failover_between_servers_sharing_a_database() {
                 .await
                 .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
             ids.extend(batch);
+            streamed.fetch_add(1, Ordering::Relaxed);
+            // The stream's pace, not a wait.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         ids
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually_async(STARTUP, "the stream is under way", async || {
+        calls.load(Ordering::Relaxed) >= 50
+    })
+    .await;
     servers[0].kill();
+    assert!(
+        calls.load(Ordering::Relaxed) < 400,
+        "the server must be killed mid-stream"
+    );
     ids.extend(streamer.await.unwrap());
     assert_eq!(ids.len(), 11 + 400 * 50);
     assert_unique(&ids);
