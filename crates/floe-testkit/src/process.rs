@@ -90,6 +90,7 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 impl FloeProcess {
     /// Spawns `cmd` (a `floe serve` command line) and waits for its listening line; panics with
     /// its stderr if none comes within [`STARTUP`].
+    #[track_caller]
     pub fn spawn(mut cmd: Command) -> FloeProcess {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -144,6 +145,7 @@ impl FloeProcess {
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") with the `kill` command.
+    #[track_caller]
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.pid().to_string()])
@@ -164,6 +166,7 @@ impl FloeProcess {
     }
 
     /// SIGTERM, then the exit status (bounded by `within`).
+    #[track_caller]
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
         self.signal("TERM");
         self.wait(within)

@@ -11,16 +11,25 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use floe_testkit::eventually;
+use floe_testkit::http::blocking;
 use floe_testkit::Tmpfs;
-use support::{eventually, http_request, Floe, Seen, V2};
+use support::{Floe, Seen, V2};
 
 /// `server.admin_token` of every node these tests start.
 const TOKEN: &str = "fault-test-token";
 
-/// An admin request with the bearer token.
+/// An admin request with the bearer token (a JSON body).
+#[track_caller]
 fn admin(http: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let bearer = format!("Bearer {TOKEN}");
-    http_request(http, method, path, &[("Authorization", &bearer)], body)
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let r = blocking::request(http, method, path, &headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (r.status, r.body)
 }
 
 /// What `GET /v1/segment/{tag}?count=N` answered.
@@ -34,13 +43,8 @@ enum Answer {
 
 #[track_caller]
 fn segment(http: SocketAddr, tag: &str, count: u32) -> Answer {
-    let (status, body) = http_request(
-        http,
-        "GET",
-        &format!("/v1/segment/{tag}?count={count}"),
-        &[],
-        "",
-    );
+    let r = blocking::get(http, &format!("/v1/segment/{tag}?count={count}"));
+    let (status, body) = (r.status, r.body);
     let v: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{status} {body:?}: {e}"));
     if status == 200 {
