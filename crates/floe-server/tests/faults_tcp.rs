@@ -251,6 +251,7 @@ fn open_files_limit() -> rustix::process::Rlimit {
 }
 
 /// Sets the soft open-files limit of this process, keeping the hard one.
+#[track_caller]
 fn set_open_files_soft(soft: Option<u64>) {
     let limit = open_files_limit();
     rustix::process::setrlimit(

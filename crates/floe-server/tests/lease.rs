@@ -22,6 +22,7 @@ mod common;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +57,7 @@ fn worker(id: u64) -> u64 {
 }
 
 /// A node leasing its worker id from the Redis at `url`, in `namespace`.
+#[track_caller]
 fn lease_config(url: &str, namespace: &str, ttl: Duration) -> Config {
     let mut c = Config::from_toml(&format!(
         r#"
@@ -102,11 +104,16 @@ async fn cleanup(con: &mut MultiplexedConnection, namespace: &str) {
     }
 }
 
-/// `/v1/info`'s `lease` object.
-async fn lease_info(http: SocketAddr) -> serde_json::Value {
-    let r = get(http, "/v1/info").await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["lease"].clone()
+/// `/v1/info`'s `lease` object (a plain function returning a future, so a failure names the
+/// test's line).
+#[track_caller]
+fn lease_info(http: SocketAddr) -> impl Future<Output = serde_json::Value> {
+    let at = Location::caller();
+    async move {
+        let r = get(http, "/v1/info").await;
+        assert_eq!(r.status, 200, "{} (at {at})", r.body);
+        r.json()["lease"].clone()
+    }
 }
 
 /// When A's fence falls, as `/v1/info` reports it: moves forward with every renewal.

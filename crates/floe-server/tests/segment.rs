@@ -12,6 +12,7 @@ mod common;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,6 +30,7 @@ const TOKEN: &str = "segment-test-token";
 
 /// A configuration from TOML (so the real `[segment]` keys are exercised), with the admin API
 /// on and quiet logs; `segment` is the body of the `[segment]` table.
+#[track_caller]
 fn seg_config(segment: &str) -> Config {
     let text = format!(
         "[server]\nadmin_token = \"{TOKEN}\"\n[log]\nlevel = \"warn\"\n[segment]\n{segment}\n"
@@ -41,21 +43,28 @@ fn error_body(code: &str, message: &str) -> String {
     json!({"error": {"code": code, "message": message}}).to_string()
 }
 
+// The async helpers are plain functions returning futures, so that a failure names the test's
+// line (`#[track_caller]` does not work on an async fn).
+
 /// An admin request with the right token.
-async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> Response {
-    let auth = format!("Bearer {TOKEN}");
-    request(
-        addr,
-        method,
-        path,
-        &[
+#[track_caller]
+fn admin<'a>(
+    addr: SocketAddr,
+    method: &'a str,
+    path: &'a str,
+    body: &'a str,
+) -> impl Future<Output = Response> + 'a {
+    let at = Location::caller();
+    async move {
+        let auth = format!("Bearer {TOKEN}");
+        let headers = [
             ("Authorization", auth.as_str()),
             ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await
-    .expect("admin request")
+        ];
+        request(addr, method, path, &headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("admin {method} {path} (at {at}): {e}"))
+    }
 }
 
 /// Waits until the segment table answers (it is created in the background at start, retried
@@ -75,34 +84,43 @@ fn wait_segment_ready(addr: SocketAddr) -> impl Future<Output = ()> {
 }
 
 /// Creates `tag` through the admin API and checks the 201 and the row it returns.
-async fn create_tag(addr: SocketAddr, tag: &str, start: u64, step: u64) {
-    let body = json!({"tag": tag, "start": start, "step": step}).to_string();
-    let r = admin(addr, "POST", "/admin/tags", &body).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(
-        r.json(),
-        json!({"tag": tag, "max_id": start, "step": step}),
-        "{}",
-        r.body
-    );
+#[track_caller]
+fn create_tag(addr: SocketAddr, tag: &str, start: u64, step: u64) -> impl Future<Output = ()> + '_ {
+    let at = Location::caller();
+    async move {
+        let body = json!({"tag": tag, "start": start, "step": step}).to_string();
+        let r = admin(addr, "POST", "/admin/tags", &body).await;
+        assert_eq!(r.status, 201, "{} (at {at})", r.body);
+        assert_eq!(
+            r.json(),
+            json!({"tag": tag, "max_id": start, "step": step}),
+            "{} (at {at})",
+            r.body
+        );
+    }
 }
 
 /// One v2 segment request on `conn`; the reply, checked to echo `req_id`.
-async fn v2_segment(
-    conn: &mut tokio::net::TcpStream,
+#[track_caller]
+fn v2_segment<'a>(
+    conn: &'a mut tokio::net::TcpStream,
     req_id: u32,
     count: u32,
-    tag: &str,
-) -> V2Reply {
-    conn.write_all(&v2_request(2, req_id, count, tag.as_bytes()))
-        .await
-        .unwrap();
-    let r = read_v2(conn).await;
-    assert_eq!(r.req_id, req_id, "req_id is echoed: {r:?}");
-    r
+    tag: &'a str,
+) -> impl Future<Output = V2Reply> + 'a {
+    let at = Location::caller();
+    async move {
+        conn.write_all(&v2_request(2, req_id, count, tag.as_bytes()))
+            .await
+            .unwrap();
+        let r = read_v2(conn).await;
+        assert_eq!(r.req_id, req_id, "req_id is echoed: {r:?} (at {at})");
+        r
+    }
 }
 
 /// IDs of a JSON array of numbers or of decimal strings.
+#[track_caller]
 fn json_ids(v: &Value) -> Vec<u64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -121,72 +139,83 @@ fn join(ids: &[u64]) -> String {
 
 /// One ID of `tag` through each single-ID route in turn (`i` picks the route), asserting the
 /// route's exact success body; `Err(description)` when the route answered an error.
-async fn one_id(
+#[track_caller]
+fn one_id<'a>(
     s: SocketAddr,
-    tcp: &mut tokio::net::TcpStream,
-    tag: &str,
+    tcp: &'a mut tokio::net::TcpStream,
+    tag: &'a str,
     i: usize,
-) -> Result<u64, String> {
-    match i % 5 {
-        0 => {
-            let r = v2_segment(tcp, i as u32, 1, tag).await;
-            if r.status != 0 {
-                return Err(format!("v2 status {}: {}", r.status, r.message));
+) -> impl Future<Output = Result<u64, String>> + 'a {
+    let at = Location::caller();
+    async move {
+        match i % 5 {
+            0 => {
+                let r = v2_segment(tcp, i as u32, 1, tag).await;
+                if r.status != 0 {
+                    return Err(format!("v2 status {}: {}", r.status, r.message));
+                }
+                assert_eq!(r.ids.len(), 1, "(at {at})");
+                Ok(r.ids[0])
             }
-            assert_eq!(r.ids.len(), 1);
-            Ok(r.ids[0])
-        }
-        1 => {
-            let r = get(s, &format!("/v1/segment/{tag}")).await;
-            if r.status != 200 {
-                return Err(format!("/v1/segment {}: {}", r.status, r.body));
+            1 => {
+                let r = get(s, &format!("/v1/segment/{tag}")).await;
+                if r.status != 200 {
+                    return Err(format!("/v1/segment {}: {}", r.status, r.body));
+                }
+                let ids = json_ids(&r.json()["ids"]);
+                assert_eq!(
+                    r.body,
+                    format!(r#"{{"tag":"{tag}","ids":[{}]}}"#, join(&ids)),
+                    "(at {at})"
+                );
+                assert_eq!(ids.len(), 1, "(at {at})");
+                Ok(ids[0])
             }
-            let ids = json_ids(&r.json()["ids"]);
-            assert_eq!(
-                r.body,
-                format!(r#"{{"tag":"{tag}","ids":[{}]}}"#, join(&ids))
-            );
-            assert_eq!(ids.len(), 1);
-            Ok(ids[0])
-        }
-        2 => {
-            let r = get(s, &format!("/alloc?app_tag={tag}")).await;
-            if r.status != 200 {
-                return Err(format!("/alloc {}: {}", r.status, r.body));
+            2 => {
+                let r = get(s, &format!("/alloc?app_tag={tag}")).await;
+                if r.status != 200 {
+                    return Err(format!("/alloc {}: {}", r.status, r.body));
+                }
+                let id = r.json()["id"].as_u64().unwrap();
+                assert_eq!(
+                    r.body,
+                    format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#),
+                    "(at {at})"
+                );
+                Ok(id)
             }
-            let id = r.json()["id"].as_u64().unwrap();
-            assert_eq!(
-                r.body,
-                format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#)
-            );
-            Ok(id)
-        }
-        3 => {
-            let r = get(s, &format!("/api/v1/id?biz_tag={tag}")).await;
-            assert_eq!(r.status, 200, "FeatherID always answers 200: {}", r.body);
-            if r.json()["code"] != 0 {
-                return Err(format!("/api/v1/id: {}", r.body));
+            3 => {
+                let r = get(s, &format!("/api/v1/id?biz_tag={tag}")).await;
+                assert_eq!(
+                    r.status, 200,
+                    "FeatherID always answers 200: {} (at {at})",
+                    r.body
+                );
+                if r.json()["code"] != 0 {
+                    return Err(format!("/api/v1/id: {}", r.body));
+                }
+                let id = r.json()["data"].as_u64().unwrap();
+                assert_eq!(
+                    r.body,
+                    format!(r#"{{"code":0,"msg":"success","data":{id}}}"#),
+                    "(at {at})"
+                );
+                Ok(id)
             }
-            let id = r.json()["data"].as_u64().unwrap();
-            assert_eq!(
-                r.body,
-                format!(r#"{{"code":0,"msg":"success","data":{id}}}"#)
-            );
-            Ok(id)
-        }
-        _ => {
-            let r = get(s, &format!("/api/segment/get/{tag}")).await;
-            if r.status != 200 {
-                return Err(format!("leaf {}: {}", r.status, r.body));
+            _ => {
+                let r = get(s, &format!("/api/segment/get/{tag}")).await;
+                if r.status != 200 {
+                    return Err(format!("leaf {}: {}", r.status, r.body));
+                }
+                assert!(
+                    r.header("content-type").unwrap().starts_with("text/plain"),
+                    "{:?} (at {at})",
+                    r.headers
+                );
+                Ok(r.body
+                    .parse()
+                    .unwrap_or_else(|_| panic!("not an ID: {:?} (at {at})", r.body)))
             }
-            assert!(
-                r.header("content-type").unwrap().starts_with("text/plain"),
-                "{:?}",
-                r.headers
-            );
-            Ok(r.body
-                .parse()
-                .unwrap_or_else(|_| panic!("not an ID: {:?}", r.body)))
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn clean_command<S: AsRef<std::ffi::OsStr>>(
 }
 
 /// The usual `serve` arguments: ephemeral loopback ports, `data_dir`, warnings only.
+#[track_caller]
 pub fn serve_args(data_dir: &Path) -> Vec<String> {
     [
         "serve",

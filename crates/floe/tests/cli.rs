@@ -4,6 +4,7 @@ use std::process::{Command, Output};
 
 use floe_testkit::assert_increasing;
 
+#[track_caller]
 fn floe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(args)
@@ -23,6 +24,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Asserts a usage failure: exit 64 and a message containing every `needle`.
+#[track_caller]
 fn assert_usage_error(args: &[&str], needles: &[&str]) {
     let o = floe(args);
     assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
@@ -131,6 +133,7 @@ fn layout_shows_capacity_and_end_date() {
     assert_eq!(v["capacity"]["ids_per_tick_per_lane"], 8192);
 }
 
+#[track_caller]
 fn gen(dir: &str, n: &str) -> Vec<u64> {
     let o = floe(&[
         "gen",

@@ -20,6 +20,7 @@ const LOCAL: [&str; 4] = [
     "127.0.0.1:0",
 ];
 
+#[track_caller]
 fn expect_usage_error(args: &[&str], env: &[(&str, &str)], wants: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

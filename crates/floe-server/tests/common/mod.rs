@@ -95,13 +95,17 @@ impl TestServer {
     }
 
     /// Shuts down gracefully and returns `run`'s result and the data directory.
-    pub async fn stop(mut self) -> (Result<(), ServerError>, tempfile::TempDir) {
-        self.signal_stop();
-        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
-            .await
-            .expect("server stops within 30 s")
-            .expect("run task does not panic");
-        (result, self.dir)
+    #[track_caller]
+    pub fn stop(mut self) -> impl Future<Output = (Result<(), ServerError>, tempfile::TempDir)> {
+        let at = Location::caller();
+        async move {
+            self.signal_stop();
+            let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+                .await
+                .unwrap_or_else(|_| panic!("server stops within 30 s (at {at})"))
+                .unwrap_or_else(|e| panic!("run task panicked (at {at}): {e}"));
+            (result, self.dir)
+        }
     }
 }
 
