@@ -257,7 +257,9 @@ fn closed_early(raw: &[u8]) -> io::Error {
 }
 
 /// The same client for tests on plain threads: each call runs on a small runtime of its own
-/// (shared by all calls), so it works inside and outside an async test.
+/// (shared by all calls), so it works inside and outside an async test. It blocks the calling
+/// thread, like any blocking I/O: a server on that thread's own current-thread runtime cannot
+/// answer it.
 pub mod blocking {
     use std::io;
     use std::net::SocketAddr;
@@ -307,5 +309,105 @@ pub mod blocking {
     #[track_caller]
     pub fn get(addr: SocketAddr, path: &str) -> Response {
         request(addr, "GET", path, &[], "").unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::{blocking, get, read_response, request, Connection};
+
+    /// A server that answers every request on a connection with `reply`, echoing the request
+    /// line and its `x-q` header in headers.
+    async fn canned(reply_body: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut raw = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+                        raw.drain(..end + 4);
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        let q = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("x-q: "))
+                            .unwrap_or("-")
+                            .to_owned();
+                        let reply = format!(
+                            "HTTP/1.1 201 Created\r\nX-Line: {line}\r\nX-Q: {q}\r\nContent-Length: {}\r\n\r\n{reply_body}",
+                            reply_body.len()
+                        );
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_carry_method_path_and_headers() {
+        let addr = canned("hello").await;
+        let r = request(addr, "PUT", "/a?b=1", &[("X-Q", "7")], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201);
+        assert_eq!(r.header("x-line"), Some("PUT /a?b=1 HTTP/1.1"));
+        assert_eq!(r.header("X-Q"), Some("7"));
+        assert_eq!(r.body, "hello");
+        assert_eq!(get(addr, "/").await.status, 201);
+        let mut c = Connection::open(addr).await.unwrap();
+        for path in ["/one", "/two"] {
+            let r = c.get(path).await;
+            assert_eq!(r.header("x-line"), Some(&*format!("GET {path} HTTP/1.1")));
+        }
+        // Inside a runtime as well as outside one (the server runs on another worker).
+        assert_eq!(blocking::get(addr, "/b").body, "hello");
+    }
+
+    #[test]
+    fn the_blocking_client_needs_no_runtime() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let addr = rt.block_on(canned("x"));
+        let r = blocking::request(addr, "POST", "/p", &[], "body").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (201, "x"));
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_an_error() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        assert!(request(addr, "GET", "/", &[], "").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn raw_responses_are_read_by_their_length() {
+        let mut wire: &[u8] =
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\n{\"a\"}extra";
+        let r = read_response(&mut wire).await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (413, "{\"a\""));
+        let mut cut: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        let e = read_response(&mut cut).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        let mut chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert!(read_response(&mut chunked).await.is_err());
     }
 }

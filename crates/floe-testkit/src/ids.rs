@@ -25,3 +25,34 @@ pub fn assert_unique(ids: &[u64]) {
         assert!(seen.insert(id), "ID {id} was handed out twice");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{assert_increasing, assert_unique};
+
+    #[test]
+    fn increasing_ids_pass() {
+        assert_increasing(&[]);
+        assert_increasing(&[7]);
+        assert_increasing(&[1, 2, 10]);
+        assert_unique(&[3, 1, 2]);
+    }
+
+    #[test]
+    #[should_panic(expected = "ids[1] = 5 then ids[2] = 5 (of 3)")]
+    fn a_repeat_is_not_increasing() {
+        assert_increasing(&[1, 5, 5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "ids[0] = 9 then ids[1] = 2")]
+    fn a_step_back_is_not_increasing() {
+        assert_increasing(&[9, 2, 3]);
+    }
+
+    #[test]
+    #[should_panic(expected = "ID 3 was handed out twice")]
+    fn a_repeat_is_not_unique() {
+        assert_unique(&[3, 1, 3]);
+    }
+}

@@ -152,3 +152,81 @@ pub fn consistently_async<O: Outcome>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{consistently, eventually};
+
+    #[test]
+    fn eventually_returns_the_value_once_reached() {
+        let mut n = 0;
+        let got = eventually(Duration::from_secs(5), "the third call", || {
+            n += 1;
+            (n == 3).then_some(n)
+        });
+        assert_eq!(got, 3);
+        eventually(Duration::from_secs(1), "true", || true);
+    }
+
+    #[test]
+    #[should_panic(expected = "not within 100ms: the counter reaches 1000; last seen: at ")]
+    fn eventually_fails_naming_what_and_the_last_state() {
+        let mut n = 0;
+        eventually(
+            Duration::from_millis(100),
+            "the counter reaches 1000",
+            || {
+                n += 1;
+                if n >= 1000 {
+                    Ok(())
+                } else {
+                    Err(format!("at {n}"))
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn consistently_checks_for_the_whole_time() {
+        let started = Instant::now();
+        let mut calls = 0;
+        consistently(Duration::from_millis(100), "holds", || {
+            calls += 1;
+            true
+        });
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(calls >= 3, "{calls} calls");
+    }
+
+    #[test]
+    #[should_panic(expected = "stopped holding after")]
+    fn consistently_fails_when_the_state_changes() {
+        let mut n = 0;
+        consistently(Duration::from_secs(5), "n stays below 3", || {
+            n += 1;
+            n < 3
+        });
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn the_async_twins_poll_the_same_way() {
+        let mut n = 0;
+        let got = super::eventually_async(Duration::from_secs(5), "the third call", async || {
+            n += 1;
+            (n == 3).then_some(n)
+        })
+        .await;
+        assert_eq!(got, 3);
+        super::consistently_async(Duration::from_millis(60), "holds", async || true).await;
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    #[should_panic(expected = "not within 50ms: never (awaited at ")]
+    async fn eventually_async_names_the_awaiting_line() {
+        super::eventually_async(Duration::from_millis(50), "never", async || false).await;
+    }
+}
