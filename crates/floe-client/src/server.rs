@@ -232,9 +232,10 @@ impl Server {
     }
 }
 
-/// Ejection period after `failures` consecutive failures: base·2^(failures−1), capped at max,
+/// Ejection period after `failures` consecutive failures (also the prefetch's pause between
+/// failed refills: the client's one backoff): base·2^(failures−1), capped at max,
 /// then a random point in its upper half, so clients do not return in lockstep.
-fn ejection(backoff: &Backoff, failures: u32) -> Duration {
+pub(crate) fn ejection(backoff: &Backoff, failures: u32) -> Duration {
     let doubled = backoff
         .base
         .saturating_mul(1u32 << failures.saturating_sub(1).min(20));

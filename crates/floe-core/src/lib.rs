@@ -25,6 +25,7 @@ pub mod clock;
 pub mod generator;
 pub mod highwater;
 pub mod layout;
+pub mod report;
 pub mod segment;
 mod sync;
 
@@ -35,6 +36,7 @@ pub use layout::{
     parse_id, parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind,
     Identity, IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
 };
+pub use report::report;
 pub use segment::{
     check_tag, BufferError, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig,
     SegmentState, TagError, Taken, MAX_TAG_LEN,

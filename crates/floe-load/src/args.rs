@@ -19,6 +19,8 @@ pub const MAX_BATCH: u32 = floe_proto::DEFAULT_MAX_COUNT;
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Most measured requests one run sends.
 pub const MAX_REQUESTS: u64 = 1_000_000_000;
+/// Highest `--rate`: requests per second over all connections.
+pub const MAX_RATE: u64 = 100_000_000;
 /// Longest a request may wait for its reply; also the top of the latency histograms.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most runtime worker threads.
@@ -122,6 +124,12 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N")]
     requests: Option<u64>,
 
+    /// Open loop: send R requests per second over all connections on a fixed schedule, and measure each
+    /// request's latency from when it was due, so a stall shows as latency (1..=100000000). Without it the
+    /// loop is closed: each connection sends as fast as its pipeline allows.
+    #[arg(long, value_name = "R")]
+    rate: Option<u64>,
+
     /// Run this long before measuring; warm-up requests are not in the figures (max 10m).
     #[arg(long, value_name = "TIME", default_value = "0s")]
     warmup: String,
@@ -187,6 +195,7 @@ impl LoadArgs {
             batch: self.batch,
             duration,
             requests: self.requests,
+            rate: self.rate,
             warmup: parse_duration("--warmup", &self.warmup)?,
             timeout: parse_duration("--timeout", &self.timeout)?,
             check: !self.no_check,
@@ -236,6 +245,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Measured requests over all connections, if the run is bounded by count.
     pub requests: Option<u64>,
+    /// Open loop: requests per second over all connections on a fixed schedule; `None`: closed loop.
+    pub rate: Option<u64>,
     /// Time before measuring starts.
     pub warmup: Duration,
     /// Longest wait for one reply.
@@ -256,6 +267,7 @@ impl Plan {
             batch: 1,
             duration: Duration::from_secs(10),
             requests: None,
+            rate: None,
             warmup: Duration::ZERO,
             timeout: Duration::from_secs(5),
             check: true,
@@ -295,6 +307,9 @@ impl Plan {
         )?;
         if let Some(requests) = self.requests {
             in_range("--requests", requests, 1, MAX_REQUESTS)?;
+        }
+        if let Some(rate) = self.rate {
+            in_range("--rate", rate, 1, MAX_RATE)?;
         }
         in_range("--warmup", self.warmup, Duration::ZERO, MAX_DURATION)?;
         in_range(
@@ -342,6 +357,9 @@ impl Plan {
         }
         if !self.warmup.is_zero() {
             stop = format!("{stop} after {:?} warm-up", self.warmup);
+        }
+        if let Some(rate) = self.rate {
+            stop = format!("open loop at {rate} requests/s, {stop}");
         }
         format!(
             "{} {} batch {}, {} connections x pipeline {} -> {}, {stop}",

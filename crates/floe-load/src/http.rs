@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::args::{Mode, Plan};
 use crate::report::{ConnStats, ErrorKind};
-use crate::schedule::{Schedule, Watchdog};
+use crate::schedule::{Grant, Schedule, Watchdog};
 
 /// Longest piece of an error body kept as an example.
 const SNIPPET: usize = 200;
@@ -79,10 +79,16 @@ async fn requests(
         .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
     let mut watchdog = Watchdog::new(plan.timeout);
     loop {
-        let sent = Instant::now();
-        if schedule.claim(sent, 1) == 0 {
-            return Ok(());
-        }
+        // Closed loop: sent now. Open loop: the instant it was due, which may have passed while the previous
+        // request was out; latency counts from then.
+        let sent = match schedule.claim(Instant::now(), 1) {
+            Grant::Send { first_due, .. } => first_due,
+            Grant::Wait(at) => {
+                tokio::time::sleep_until(at.into()).await;
+                continue;
+            }
+            Grant::Done => return Ok(()),
+        };
         let mut request = Request::new(Empty::new());
         *request.uri_mut() = uri.clone();
         request.headers_mut().insert(HOST, host.clone());

@@ -205,7 +205,8 @@ impl fmt::Display for StopReason {
     }
 }
 
-/// Per-request latency of measured ok requests, from the write of the request to its complete reply, in µs.
+/// Per-request latency of measured ok requests, in µs: from the write of the request (closed loop) or from the
+/// instant it was due (open loop, `--rate`) to its complete reply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Latency {
     /// Requests the figures are taken from.
@@ -307,6 +308,11 @@ pub struct Report {
     pub errors: Errors,
     /// Requests never answered because their connection broke or timed out.
     pub unanswered: u64,
+    /// Open loop (`--rate`): requests per second asked for; `None` for the closed loop.
+    pub rate: Option<u64>,
+    /// Open loop: requests due in the measured window that were never sent, because every connection's
+    /// pipeline was full until the end (the server, or this tool, could not keep up); not a failure by itself.
+    pub missed: Option<u64>,
     /// The duplicate check.
     pub duplicates: DuplicateCheck,
     /// The per-connection order check.
@@ -427,6 +433,8 @@ impl Report {
             },
             errors,
             unanswered,
+            rate: plan.rate,
+            missed: schedule.missed(),
             duplicates,
             order,
             passed,
@@ -463,6 +471,17 @@ impl fmt::Display for Report {
             );
         }
         row(f, "measured", &window)?;
+        if let Some(rate) = self.rate {
+            row(
+                f,
+                "open loop",
+                &format!(
+                    "{} requests/s scheduled; latency from each request's due instant; {} due requests never sent",
+                    group(rate),
+                    group(self.missed.unwrap_or(0))
+                ),
+            )?;
+        }
         row(
             f,
             "requests",

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use floe_proto::{ClientCodec, Reply, Request, V2Request};
@@ -16,7 +16,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::args::{Mode, Plan, Protocol};
 use crate::report::{ConnStats, ErrorKind};
-use crate::schedule::{Schedule, Watchdog};
+use crate::schedule::{Grant, Schedule, Watchdog};
 
 /// Free space kept in the read buffer before each read; a v2 reply bigger than this makes the codec reserve the
 /// rest of its frame.
@@ -54,6 +54,8 @@ struct Conn {
     pipeline: usize,
     /// Fires when the oldest outstanding request has waited `--timeout`.
     watchdog: Watchdog,
+    /// A deadline that never comes, for the `select!` branch that is disabled in the closed loop.
+    far_future: Instant,
 }
 
 /// Why a connection stopped early: the kind to count and a message.
@@ -81,17 +83,32 @@ impl Conn {
             sent: VecDeque::with_capacity(pipeline),
             pipeline,
             watchdog: Watchdog::new(plan.timeout),
+            far_future: Instant::now() + Duration::from_secs(86_400),
         }
     }
 
     async fn run(&mut self, schedule: &Schedule, stats: &mut ConnStats) -> Result<(), Broken> {
         let mut sending = true;
         loop {
+            // Open loop: when the next request falls due, if nothing else wakes the loop first.
+            let mut next_due = None;
             if sending && self.sent.len() < self.pipeline {
-                sending = self.refill(schedule)?;
+                match self.refill(schedule)? {
+                    Grant::Wait(at) => next_due = Some(at),
+                    Grant::Done => sending = false,
+                    Grant::Send { .. } => {}
+                }
             }
             if self.sent.is_empty() {
-                return Ok(());
+                match next_due {
+                    Some(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        continue;
+                    }
+                    None if !sending => return Ok(()),
+                    // A closed-loop grant always sends; nothing to wait for.
+                    None => continue,
+                }
             }
             self.flush()?;
             let interest = if self.out.is_empty() {
@@ -100,10 +117,12 @@ impl Conn {
                 Interest::READABLE | Interest::WRITABLE
             };
             let oldest = self.sent[0];
+            let due = next_due.unwrap_or(self.far_future);
             let ready = tokio::select! {
                 biased;
                 ready = self.stream.ready(interest) => ready.map_err(io_error)?,
                 () = self.watchdog.expired(oldest) => return Err(self.timed_out()),
+                () = tokio::time::sleep_until(due.into()), if next_due.is_some() => continue,
             };
             if ready.is_writable() {
                 self.flush()?;
@@ -125,13 +144,14 @@ impl Conn {
         (ErrorKind::Timeout, message)
     }
 
-    /// Encodes as many requests as the pipeline has room for and the schedule allows; false once it allows none.
-    fn refill(&mut self, schedule: &Schedule) -> Result<bool, Broken> {
+    /// Encodes as many requests as the pipeline has room for and the schedule allows, each remembered with the
+    /// instant it was due (closed loop: now; they leave in the same syscall).
+    fn refill(&mut self, schedule: &Schedule) -> Result<Grant, Broken> {
         let now = Instant::now();
         // The pipeline is at most 1024, so the cast cannot lose bits.
         let room = (self.pipeline - self.sent.len()) as u32;
-        let granted = schedule.claim(now, room);
-        for _ in 0..granted {
+        let grant = schedule.claim(now, room);
+        for due in grant.due() {
             if let Request::V2(req) = &mut self.request {
                 req.req_id = self.next_req_id;
                 self.next_req_id = self.next_req_id.wrapping_add(1);
@@ -139,10 +159,9 @@ impl Conn {
             self.codec
                 .encode(&self.request, &mut self.out)
                 .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
-            // One instant for all requests of this write: they leave in the same syscall.
-            self.sent.push_back(now);
+            self.sent.push_back(due);
         }
-        Ok(granted > 0)
+        Ok(grant)
     }
 
     /// Writes what the socket takes without waiting; the rest goes when it is writable again.

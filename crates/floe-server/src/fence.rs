@@ -1,20 +1,25 @@
 //! The worker-id fence every request checks: the lease as the issuing path sees it.
 //!
-//! The lease keeper (floe-store) acquires and renews the lease; [`crate::lease`] turns its
+//! The lease keeper ([`crate::keeper`]) acquires and renews the lease; [`crate::lease`] turns its
 //! state into this atomic fence, so a node stops issuing at `last successful renewal + ttl −
 //! margin` even if the keeper task itself runs late. Kept apart from the lease follower so the
 //! node (which checks the fence) and the follower (which swaps the node's generator) do not
 //! depend on each other.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use floe_store::registry::{Lease, LeaseKeeper, NodePool};
+use parking_lot::Mutex;
+
+use floe_store::registry::{Lease, NodePool};
+
+use crate::keeper::LeaseKeeper;
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::issue::IssueError;
+use crate::metrics::Metrics;
 
 /// Fence value: no lease held.
 pub(crate) const NOT_HELD: u64 = 0;
@@ -44,6 +49,26 @@ pub(crate) struct LeaseGuard {
 }
 
 impl LeaseGuard {
+    /// Sets the lease gauges: held, worker id, epoch, seconds to the fence.
+    pub(crate) fn publish_metrics(&self, metrics: &Metrics) {
+        let fence = self.fence_ns.load(Ordering::Acquire);
+        let now = self.base.elapsed().as_nanos() as u64;
+        let (held, seconds) = match fence {
+            FOREVER => (true, f64::INFINITY),
+            NOT_HELD => (false, 0.0),
+            f => (now < f, f.saturating_sub(now) as f64 / 1e9),
+        };
+        metrics.lease_held.set(if held { 1.0 } else { 0.0 });
+        metrics.lease_seconds_to_fence.set(seconds);
+        match &*self.lease.lock() {
+            Some(lease) if held => {
+                metrics.lease_worker_id.set(f64::from(lease.id));
+                metrics.lease_epoch.set(lease.epoch as f64);
+            }
+            _ => metrics.lease_worker_id.set(-1.0),
+        }
+    }
+
     /// Whether IDs may be issued now.
     #[inline]
     pub(crate) fn check(&self) -> Result<(), IssueError> {
@@ -58,7 +83,7 @@ impl LeaseGuard {
     }
 
     fn why_not(&self) -> String {
-        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let status = self.status.lock();
         format!("no worker-id lease held: {status}")
     }
 
@@ -69,7 +94,7 @@ impl LeaseGuard {
 
     /// For `/v1/info`.
     pub(crate) fn info(&self) -> serde_json::Value {
-        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let lease = self.lease.lock().clone();
         let fence = self.fence_ns.load(Ordering::Acquire);
         let fence_in_ms = match fence {
             NOT_HELD | FOREVER => None,
@@ -80,7 +105,7 @@ impl LeaseGuard {
             "worker_id": lease.as_ref().map(|l| l.id),
             "epoch": lease.as_ref().map(|l| l.epoch),
             "fence_in_ms": fence_in_ms,
-            "status": self.status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "status": self.status.lock().clone(),
         })
     }
 
@@ -96,7 +121,6 @@ impl LeaseGuard {
         let inherited = self
             .lease
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .and_then(|l| l.previous_high_water_ms)
             .unwrap_or(0);
@@ -115,6 +139,6 @@ impl LeaseGuard {
     }
 
     pub(crate) fn set_status(&self, status: impl Into<String>) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status.into();
+        *self.status.lock() = status.into();
     }
 }

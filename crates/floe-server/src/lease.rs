@@ -1,24 +1,26 @@
 //! Worker-id leases in the server: starting the keeper, and the task that follows it and swaps
 //! in a generator for each new lease (the fence every request checks is in [`crate::fence`]).
 //!
-//! The keeper (floe-store) acquires and renews the lease and publishes its state; this module
+//! The keeper ([`crate::keeper`]) acquires and renews the lease and publishes its state; this module
 //! turns that into an atomic fence read by the issuing path, so a node stops issuing at
 //! `last successful renewal + ttl − margin` even if the keeper task itself runs late.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use floe_core::{Clock, Floored, GenError, Generator, Identity, SystemClock};
-use floe_store::registry::{
-    KeeperConfig, Lease, LeaseKeeper, LeaseRequest, LeaseState, NodePool, RegistryError,
-};
+use floe_store::registry::{Lease, LeaseRequest, NodePool, RegistryError};
 use floe_store::FileHighWater;
 use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::config::{Config, RegistrySettings};
 use crate::fence::{LeaseGuard, FOREVER, NOT_HELD};
+use crate::keeper::{KeeperConfig, LeaseKeeper, LeaseState};
+use crate::metrics::Metered;
 use crate::node::Node;
 
 /// Clock skew tolerated between nodes, added to the fence margin.
@@ -82,7 +84,7 @@ pub(crate) fn build_generator(
         identity,
         sf.generator_config(fastrand::u64(..)),
         sf.clock(),
-        Box::new(Floored::new(high_water.clone(), floor_ms)),
+        Box::new(Floored::new(Metered::new(high_water.clone()), floor_ms)),
     )?;
     // The first mark is written before any request, not by the first request.
     generator.prepare()?;
@@ -149,7 +151,7 @@ pub(crate) async fn follow(node: Arc<Node>, mut states: watch::Receiver<LeaseSta
                         }
                     }
                 }
-                *guard.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+                *guard.lease.lock() = Some(lease);
                 let fence = fence_deadline.map_or(FOREVER, |d| {
                     let at = d.into_std().saturating_duration_since(guard.base);
                     (at.as_nanos() as u64).max(1)

@@ -12,12 +12,15 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod args;
+mod backoff;
 pub mod config;
 mod error;
 mod fence;
 mod http;
 mod issue;
+pub mod keeper;
 mod lease;
 mod limits;
 mod logging;
@@ -80,7 +83,7 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("floe: {e}");
+            eprintln!("floe: {}", floe_core::report(&e));
             ExitCode::from(e.exit_code())
         }
     }

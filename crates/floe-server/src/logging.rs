@@ -2,7 +2,9 @@
 //! admin API changes at run time through a `tracing_subscriber::reload` handle, linkerd style.
 
 use std::io::IsTerminal;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -85,12 +87,12 @@ pub(crate) fn control(level: LogLevel) -> &'static LogControl {
 impl LogControl {
     /// The current level.
     pub(crate) fn level(&self) -> LogLevel {
-        *self.level.lock().unwrap_or_else(|p| p.into_inner())
+        *self.level.lock()
     }
 
     /// Sets the level for every later event.
     pub(crate) fn set_level(&self, level: LogLevel) -> Result<(), String> {
-        let mut current = self.level.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.level.lock();
         self.handle
             .modify(|f| *f = filter(level))
             .map_err(|e| format!("the log level could not be changed: {e}"))?;

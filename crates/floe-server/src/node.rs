@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use arc_swap::ArcSwap;
 use floe_core::{Clock, GenError, Generator, Reservation};
@@ -61,7 +63,7 @@ impl Node {
 
     /// Stops the node for good: graceful shutdown, then `serve` returns `reason`.
     pub(crate) fn fail(&self, reason: String) {
-        *self.fatal_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *self.fatal_reason.lock() = Some(reason);
         self.fatal.cancel();
     }
 
@@ -159,12 +161,7 @@ impl Node {
                 self.config.snowflake.max_rollback.as_millis()
             ));
         }
-        if let Some(e) = self
-            .maintenance_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(e) = self.maintenance_error.lock().as_ref() {
             return Err(e.clone());
         }
         Ok(())
@@ -191,10 +188,7 @@ impl Node {
     pub(crate) fn maintain(&self) {
         let generator = self.generator.load();
         let result = generator.prepare();
-        let mut err = self
-            .maintenance_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut err = self.maintenance_error.lock();
         match result {
             Ok(()) => *err = None,
             Err(GenError::Closed) => {}
@@ -212,6 +206,7 @@ impl Node {
             if !self.shutting_down.load(Ordering::Acquire) {
                 lease.refresh_mark(clock.high_water_ms);
             }
+            lease.publish_metrics(self.metrics);
         }
         self.metrics.clock(&clock, generator.layout().end_ms());
         self.metrics

@@ -5,8 +5,10 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use floe_core::GenError;
 use floe_store::FileHighWater;
@@ -152,8 +154,8 @@ impl Server {
             })?;
         let (lease, lease_states) = match &config.registry {
             Some(settings) => {
-                let (guard, states) = lease::start(&config, settings)
-                    .map_err(|e| ServerError::Registry(e.to_string()))?;
+                let (guard, states) =
+                    lease::start(&config, settings).map_err(ServerError::Registry)?;
                 (Some(guard), Some(states))
             }
             None => (None, None),
@@ -274,13 +276,9 @@ impl Server {
             lease.release(generator.clock_state().high_water_ms).await;
         }
         info!("stopped");
-        let fatal = node
-            .fatal_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let fatal = node.fatal_reason.lock().take();
         match fatal {
-            Some(reason) => Err(ServerError::Registry(reason)),
+            Some(reason) => Err(ServerError::LeaseFailed(reason)),
             None => Ok(()),
         }
     }

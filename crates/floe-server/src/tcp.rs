@@ -34,13 +34,14 @@ use floe_proto::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::accept::Listener;
 use crate::issue::IssueError;
 use crate::node::Node;
 use crate::segment::SegmentError;
@@ -70,75 +71,29 @@ const KEEP_WHILE_BUSY: usize = 64 * 1024;
 const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the client to read its last replies.
 const LINGER: Duration = Duration::from_secs(1);
-/// How long the accept loop pauses after an accept failed for want of file descriptors or
-/// memory: long enough not to spin, short enough to pick up a freed descriptor soon.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Accepts connections until `shutdown`, then returns the live ones so the caller can let them
-/// finish within the shutdown bound.
+/// Accepts binary TCP connections until `shutdown` (the shared loop of [`crate::accept`]), then
+/// returns the live ones so the caller can let them finish within the shutdown bound.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     node: Arc<Node>,
     shutdown: CancellationToken,
 ) -> JoinSet<()> {
-    // Bounds open connections; a permit travels with each connection task.
-    let limit = Arc::new(Semaphore::new(node.config.server.max_connections));
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            Some(done) = conns.join_next(), if !conns.is_empty() => {
-                if let Err(e) = done {
-                    if e.is_panic() {
-                        tracing::error!("a TCP connection task panicked: {e}");
-                    }
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let conn = Connection::new(stream, peer, node.clone(), shutdown.clone());
-                        conns.spawn(conn.run(permit));
-                    }
-                    Err(_) => {
-                        node.metrics.tcp_rejected.increment(1);
-                        reject_log(peer, node.config.server.max_connections);
-                        drop(stream);
-                    }
-                },
-                Err(e) => {
-                    node.metrics.tcp_accept_failures.increment(1);
-                    static THROTTLE: Throttle = Throttle::new();
-                    if let Some(more) = THROTTLE.allow() {
-                        warn!("accepting a TCP connection failed: {e} ({more} more failures not logged; all counted in floe_accept_failures_total)");
-                    }
-                    // Out of file descriptors the same error repeats until a connection
-                    // closes: back off instead of spinning, and let the connections that hold
-                    // them finish. Other errors concern one connection (ECONNABORTED).
-                    let pause = if crate::limits::is_exhaustion(&e) {
-                        ACCEPT_BACKOFF
-                    } else {
-                        Duration::from_millis(1)
-                    };
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                }
-            }
-        }
-    }
-    conns
-}
-
-fn reject_log(peer: SocketAddr, max: usize) {
-    static THROTTLE: Throttle = Throttle::new();
-    if let Some(more) = THROTTLE.allow() {
-        warn!(
-            "closed TCP connection from {peer}: server.max_connections ({max}) reached ({more} more rejections not logged)"
-        );
-    }
+    static REJECTED: Throttle = Throttle::new();
+    static FAILED: Throttle = Throttle::new();
+    let spec = Listener {
+        name: "TCP",
+        cap_key: "server.max_connections",
+        max_connections: node.config.server.max_connections,
+        rejected: node.metrics.tcp_rejected.clone(),
+        failures: node.metrics.tcp_accept_failures.clone(),
+        reject_log: &REJECTED,
+        failure_log: &FAILED,
+    };
+    crate::accept::accept_loop(listener, spec, &shutdown, |stream, peer, permit| {
+        Connection::new(stream, peer, node.clone(), shutdown.clone()).run(permit)
+    })
+    .await
 }
 
 /// Why a connection ends.

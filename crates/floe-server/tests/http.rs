@@ -228,13 +228,13 @@ async fn info_health_ready_metrics() {
                     value("floe_clock_rollback_exceeded") == Some(0.0),
                 ),
                 (
-                    "floe_clock_behind_ms",
-                    value("floe_clock_behind_ms") == Some(0.0),
+                    "floe_clock_behind_seconds",
+                    value("floe_clock_behind_seconds") == Some(0.0),
                 ),
                 (
                     // Never more ahead than max_drift (1 s by default).
-                    "floe_clock_drift_ms",
-                    value("floe_clock_drift_ms").is_some_and(|d| (0.0..=1000.0).contains(&d)),
+                    "floe_clock_drift_seconds",
+                    value("floe_clock_drift_seconds").is_some_and(|d| (0.0..=1.0).contains(&d)),
                 ),
                 (
                     "floe_layout_seconds_left",

@@ -64,9 +64,12 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let listeners = Listeners::bind_to(local, local).await.unwrap();
     let e = Server::start(cfg, listeners).await.unwrap_err();
     assert!(matches!(e, ServerError::Generator { .. }), "{e}");
+    // The cause is the error's source, printed once in the chain.
+    let printed = floe_core::report(&e);
     assert!(
-        e.to_string().contains("in use by another Floe process"),
-        "{e}"
+        printed.starts_with("cannot start the snowflake generator (data_dir ")
+            && printed.contains("in use by another Floe process"),
+        "{printed}"
     );
     assert_eq!(e.exit_code(), 1);
     first.stop().await.0.unwrap();

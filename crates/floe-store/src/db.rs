@@ -11,6 +11,60 @@ use sqlx::any::AnyPoolOptions;
 #[cfg(feature = "sql")]
 use sqlx::{AnyPool, Executor};
 
+/// Longest SQL identifier (table or column name) Floe accepts: PostgreSQL keeps 63 bytes of a
+/// name and silently cuts the rest, MySQL allows 64, SQLite more; the tightest holds on all three.
+pub const MAX_IDENTIFIER_LEN: usize = 63;
+
+/// Why a database URL or a table or column name was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbConfigError {
+    /// The URL's scheme names no supported database.
+    #[error(
+        "URL `{url}` has scheme `{scheme}`; allowed are sqlite:, postgres:, mysql: (or mariadb:)"
+    )]
+    Scheme {
+        /// The URL, password redacted.
+        url: String,
+        /// The scheme found.
+        scheme: String,
+    },
+    /// A name written into SQL (never bound) that is not a plain identifier.
+    #[error("`{0}` is not a plain SQL identifier: allowed are 1..={MAX_IDENTIFIER_LEN} ASCII letters, digits and _, not starting with a digit")]
+    Identifier(String),
+    /// The directory of a SQLite file could not be created.
+    #[error("cannot create directory {}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// The driver refused the URL.
+    #[error("URL `{url}` is invalid")]
+    Url {
+        /// The URL, password redacted.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The one rule for table and column names, which are written into SQL statements: 1..=63 ASCII
+/// letters, digits and `_`, not starting with a digit (no quoting needed on any dialect).
+pub fn check_identifier(name: &str) -> Result<(), DbConfigError> {
+    let plain = !name.is_empty()
+        && name.len() <= MAX_IDENTIFIER_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if plain {
+        Ok(())
+    } else {
+        Err(DbConfigError::Identifier(name.to_string()))
+    }
+}
+
 /// The SQL dialect, from the URL scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -24,16 +78,16 @@ pub enum Dialect {
 
 impl Dialect {
     /// Reads the dialect from a database URL; the error names the scheme and the allowed ones.
-    pub fn of_url(url: &str) -> Result<Dialect, String> {
+    pub fn of_url(url: &str) -> Result<Dialect, DbConfigError> {
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
             "sqlite" => Ok(Dialect::Sqlite),
             "postgres" | "postgresql" => Ok(Dialect::Postgres),
             "mysql" | "mariadb" => Ok(Dialect::MySql),
-            _ => Err(format!(
-                "URL `{}` has scheme `{scheme}`; allowed are sqlite:, postgres:, mysql: (or mariadb:)",
-                redact_url(url)
-            )),
+            _ => Err(DbConfigError::Scheme {
+                url: redact_url(url),
+                scheme: scheme.to_string(),
+            }),
         }
     }
 
@@ -99,7 +153,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// Turns `sqlite:path` into a URL that creates the file, creating its directory too.
 #[cfg(feature = "sql")]
-fn sqlite_url(url: &str) -> Result<String, String> {
+fn sqlite_url(url: &str) -> Result<String, DbConfigError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path != ":memory:" {
@@ -107,8 +161,10 @@ fn sqlite_url(url: &str) -> Result<String, String> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| DbConfigError::CreateDir {
+                dir: dir.to_path_buf(),
+                source: std::sync::Arc::new(e),
+            })?;
         }
     }
     let query = if query.contains("mode=") {
@@ -129,7 +185,7 @@ pub(crate) fn lazy_pool(
     url: &str,
     max_connections: u32,
     acquire_timeout: Duration,
-) -> Result<(AnyPool, Dialect), String> {
+) -> Result<(AnyPool, Dialect), DbConfigError> {
     let dialect = Dialect::of_url(url)?;
     sqlx::any::install_default_drivers();
     let connect_url = match dialect {
@@ -150,7 +206,10 @@ pub(crate) fn lazy_pool(
             })
         })
         .connect_lazy(&connect_url)
-        .map_err(|e| format!("URL `{}` is invalid: {e}", redact_url(url)))?;
+        .map_err(|e| DbConfigError::Url {
+            url: redact_url(url),
+            source: std::sync::Arc::new(e),
+        })?;
     Ok((pool, dialect))
 }
 
@@ -187,8 +246,32 @@ mod tests {
             Dialect::Postgres
         );
         assert_eq!(Dialect::of_url("mariadb://u@h/db").unwrap(), Dialect::MySql);
-        let e = Dialect::of_url("oracle://u:secret@h/db").unwrap_err();
+        let e = Dialect::of_url("oracle://u:secret@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("u:***@h") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn one_identifier_rule_of_63_bytes() {
+        let at_limit = "a".repeat(MAX_IDENTIFIER_LEN);
+        assert!(check_identifier(&at_limit).is_ok());
+        assert!(check_identifier("_leaf_alloc2").is_ok());
+        for bad in [
+            "a".repeat(MAX_IDENTIFIER_LEN + 1),
+            String::new(),
+            "2tables".into(),
+            "drop table".into(),
+            "t;--".into(),
+            "tä".into(),
+        ] {
+            let e = check_identifier(&bad).unwrap_err();
+            assert!(
+                matches!(&e, DbConfigError::Identifier(n) if *n == bad),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("1..=63"), "{e}");
+        }
     }
 
     #[test]

@@ -24,7 +24,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use floe_core::{HighWater, HighWaterError};
 use serde::{Deserialize, Serialize};
@@ -361,7 +362,7 @@ impl HighWater for FileHighWater {
     }
 
     fn store(&self, unix_ms: u64) -> Result<(), HighWaterError> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files.lock();
         if files.lost.is_none() {
             files.lost = self.check_ownership().err();
             if let Some(why) = &files.lost {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_store::registry::{RedisConfig, RedisRegistry, WorkerRegistry};
-use floe_testkit::{host_port, redis_url, unique, with_host_port, ChaosProxy};
+use floe_testkit::{redis_url, unique, with_host_port};
 
 /// A registry on `url` under `prefix`.
 fn registry(url: &str, prefix: &str, call_timeout: Duration) -> Arc<dyn WorkerRegistry> {
@@ -90,17 +90,4 @@ async fn hung_redis_is_unavailable_within_the_call_timeout() {
     let url = with_host_port(&redis_url(), addr);
     common::hung_store_is_unavailable(registry(&url, "floetest", timeout), timeout).await;
     hole.abort();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeper_fences_before_another_node_takes_over() {
-    let p = Prefix::new();
-    let proxy = ChaosProxy::start(&host_port(&redis_url())).await.unwrap();
-    let proxied = registry(
-        &with_host_port(&redis_url(), proxy.addr()),
-        &p.0,
-        Duration::from_millis(400),
-    );
-    let direct = registry(&redis_url(), &p.0, Duration::from_secs(2));
-    common::keeper_fences_before_another_node_takes_over(proxied, direct, &proxy).await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_store::registry::{SqlConfig, SqlRegistry, WorkerRegistry};
-use floe_testkit::{host_port, mysql_url, postgres_url, unique, with_host_port, ChaosProxy};
+use floe_testkit::{mysql_url, postgres_url, unique, with_host_port};
 use sqlx::Executor;
 
 /// A registry on `url` using `table`.
@@ -131,32 +131,4 @@ async fn hung_database_is_unavailable_within_the_call_timeout() {
         common::hung_store_is_unavailable(reg, timeout).await;
     }
     hole.abort();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_keeper_fences_before_another_node_takes_over() {
-    let t = Table::server(postgres_url());
-    let proxy = ChaosProxy::start(&host_port(&t.url)).await.unwrap();
-    let proxied = registry(
-        &with_host_port(&t.url, proxy.addr()),
-        &t.name,
-        Duration::from_millis(400),
-    );
-    let direct = registry(&t.url, &t.name, Duration::from_secs(2));
-    common::keeper_fences_before_another_node_takes_over(proxied, direct, &proxy).await;
-    t.drop_table().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_keeper_fences_before_another_node_takes_over() {
-    let t = Table::server(mysql_url());
-    let proxy = ChaosProxy::start(&host_port(&t.url)).await.unwrap();
-    let proxied = registry(
-        &with_host_port(&t.url, proxy.addr()),
-        &t.name,
-        Duration::from_millis(400),
-    );
-    let direct = registry(&t.url, &t.name, Duration::from_secs(2));
-    common::keeper_fences_before_another_node_takes_over(proxied, direct, &proxy).await;
-    t.drop_table().await;
 }

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// How long the binary may take to print its listening line or to exit after a signal.
 pub const STARTUP: Duration = Duration::from_secs(20);
@@ -73,9 +75,7 @@ pub fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
                 break;
             }
             let text = String::from_utf8_lossy(&buf[..n]);
-            sink.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_str(&text);
+            sink.lock().push_str(&text);
         }
     });
     out
@@ -118,7 +118,7 @@ impl FloeProcess {
             let status = child.wait();
             panic!(
                 "floe serve printed no listening line within {STARTUP:?} ({status:?}); stderr:\n{}",
-                stderr.lock().unwrap_or_else(|p| p.into_inner())
+                stderr.lock()
             );
         };
         let (tcp, http) =
@@ -139,10 +139,7 @@ impl FloeProcess {
 
     /// What the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.stderr.lock().clone()
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") with the `kill` command.

@@ -7,7 +7,9 @@ mod prefetch;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use floe_proto::{Reply, Status, V1_MAX_BATCH};
 use tokio::runtime::Handle;
@@ -189,7 +191,7 @@ impl Inner {
     fn segment_buffer(&self, tag: &Arc<str>) -> Option<Arc<Buffer>> {
         let prefetch = self.config.segment_prefetch?;
         check_tag(tag).ok()?;
-        let mut buffers = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffers = self.segments.lock();
         let buffer = buffers
             .entry(tag.clone())
             .or_insert_with(|| Arc::new(Buffer::new(Kind::Segment(tag.clone()), prefetch)));
@@ -199,7 +201,7 @@ impl Inner {
     /// Drops the buffer of a tag the server refused, so unknown tags take no memory.
     fn forget_segment(&self, kind: &Kind, error: &Error) {
         if let (Kind::Segment(tag), Error::UnknownTag(_) | Error::BadRequest(_)) = (kind, error) {
-            let mut buffers = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let mut buffers = self.segments.lock();
             buffers.remove(tag);
         }
     }

@@ -220,7 +220,7 @@ impl Buffer {
             if failures >= REFILL_TRIES {
                 return;
             }
-            let pause = inner.config.backoff.base.saturating_mul(1 << failures);
+            let pause = crate::server::ejection(&inner.config.backoff, failures);
             tokio::time::sleep(pause.min(Duration::from_secs(5))).await;
         }
     }

@@ -96,7 +96,11 @@ impl RegistryBuilder {
             "sql" => {
                 let url = url(None)?;
                 floe_store::db::Dialect::of_url(&url).map_err(|why| {
-                    invalid("registry.url", floe_store::db::redact_url(&url), why)
+                    invalid(
+                        "registry.url",
+                        floe_store::db::redact_url(&url),
+                        why.to_string(),
+                    )
                 })?;
                 let mut c = SqlConfig::new(url);
                 c.table = self.table.get("registry.table", &c.table)?;

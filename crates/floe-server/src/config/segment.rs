@@ -139,17 +139,14 @@ impl SegmentBuilder {
             ("segment.max_id_column", &table.max_id_column),
             ("segment.step_column", &table.step_column),
         ] {
-            let single = TableSpec {
-                table: name.clone(),
-                tag_column: "t".into(),
-                max_id_column: "m".into(),
-                step_column: "s".into(),
-            };
-            single.validate().map_err(|_| {
+            floe_store::db::check_identifier(name).map_err(|_| {
                 invalid(
                     key,
                     format!("{name:?}"),
-                    "1..=64 letters, digits and _, not starting with a digit",
+                    format!(
+                        "1..={} ASCII letters, digits and _, not starting with a digit",
+                        floe_store::db::MAX_IDENTIFIER_LEN
+                    ),
                 )
             })?;
         }

@@ -28,12 +28,13 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::accept::Listener;
 use crate::config::HttpLimits;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -43,72 +44,40 @@ use crate::throttle::Throttle;
 /// over 10,000 connections sending near-complete huge heads would be 4 GB; a head larger than
 /// this gets hyper's 431.
 const MAX_BUF: usize = 64 * 1024;
-/// Pause after a failed accept (usually out of file descriptors): long enough not to spin,
-/// short enough that a freed descriptor is used soon.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Accepts connections until `shutdown`, then returns the live ones so the caller can let them
-/// finish within `server.shutdown_timeout` (each was told to close after its current request).
+/// Accepts HTTP connections until `shutdown` (the shared loop of [`crate::accept`]), then returns
+/// the live ones so the caller can let them finish within `server.shutdown_timeout` (each was
+/// told to close after its current request).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     node: Arc<Node>,
     shutdown: CancellationToken,
 ) -> JoinSet<()> {
+    static REJECTED: Throttle = Throttle::new();
+    static FAILED: Throttle = Throttle::new();
     let router = super::router(node.clone());
     let limits = node.config.server.http;
-    // Bounds open connections; a permit travels with each connection task.
-    let cap = Arc::new(Semaphore::new(limits.max_connections));
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            Some(done) = conns.join_next(), if !conns.is_empty() => {
-                if let Err(e) = done {
-                    if e.is_panic() {
-                        tracing::error!("an HTTP connection task panicked: {e}");
-                    }
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match cap.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let conn = serve_connection(
-                            stream,
-                            peer,
-                            router.clone(),
-                            node.metrics,
-                            limits,
-                            shutdown.clone(),
-                            permit,
-                        );
-                        conns.spawn(conn);
-                    }
-                    Err(_) => {
-                        node.metrics.http_rejected.increment(1);
-                        static THROTTLE: Throttle = Throttle::new();
-                        if let Some(more) = THROTTLE.allow() {
-                            warn!(
-                                "closed HTTP connection from {peer}: server.http_max_connections ({}) reached ({more} more rejections not logged)",
-                                limits.max_connections
-                            );
-                        }
-                        drop(stream);
-                    }
-                },
-                Err(e) => {
-                    node.metrics.http_accept_failures.increment(1);
-                    static THROTTLE: Throttle = Throttle::new();
-                    if let Some(more) = THROTTLE.allow() {
-                        warn!("accepting an HTTP connection failed: {e} ({more} more failures not logged; all counted in floe_accept_failures_total)");
-                    }
-                    // Let the connections that hold the descriptors finish instead of spinning.
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
-        }
-    }
-    conns
+    let spec = Listener {
+        name: "HTTP",
+        cap_key: "server.http_max_connections",
+        max_connections: limits.max_connections,
+        rejected: node.metrics.http_rejected.clone(),
+        failures: node.metrics.http_accept_failures.clone(),
+        reject_log: &REJECTED,
+        failure_log: &FAILED,
+    };
+    crate::accept::accept_loop(listener, spec, &shutdown, |stream, peer, permit| {
+        serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            node.metrics,
+            limits,
+            shutdown.clone(),
+            permit,
+        )
+    })
+    .await
 }
 
 /// Lowers the open-connections gauge when a connection task ends, however it ends.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use floe_store::segment::{SqlSegmentStore, StoreError, TagRow};
 use tracing::{info, warn};
 
+use crate::backoff::Backoff;
 pub use crate::config::ServiceConfig;
 use crate::config::{Config, SegmentSettings};
 use crate::error::ServerError;
@@ -94,7 +95,7 @@ pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService
         .unwrap_or_else(|| format!("sqlite:{}", config.data_dir.join("floe.db").display()));
     let store = open(&url, settings).await?;
     let service = SegmentService::new(store.clone(), settings.service.clone())
-        .map_err(|e| ServerError::Segment(e.to_string()))?;
+        .map_err(ServerError::Segment)?;
     // With the database up, the table exists before the node says it is listening; a database
     // that is down is waited for in the background instead of failing the start.
     let mut create_table = settings.store.create_table;
@@ -115,14 +116,14 @@ async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentSto
     options.create_table = false; // done by `prepare`, which may wait for the database
     let store = SqlSegmentStore::connect(url, settings.table.clone(), options)
         .await
-        .map_err(|e| ServerError::Segment(e.to_string()))?;
+        .map_err(|e| ServerError::Segment(e.into()))?;
     Ok(Arc::new(store))
 }
 
 /// Creates the table (if asked) and loads every tag's first segment, retrying while the
 /// database is down so a node started before its database still comes up by itself.
 async fn prepare(store: Arc<SqlSegmentStore>, service: Arc<SegmentService>, create_table: bool) {
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let ready = async {
             if create_table {
@@ -136,9 +137,9 @@ async fn prepare(store: Arc<SqlSegmentStore>, service: Arc<SegmentService>, crea
                 return;
             }
             Err(e) => {
+                let pause = backoff.next();
                 warn!(error = %e, retry_in = ?pause, "segment store not ready");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -8,14 +8,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
 
 use floe_core::{BufferError, SegmentBuffer, SegmentState, Taken};
 use floe_store::segment::{SegmentStore, StoreError, TagRow};
 use tokio::sync::Notify;
 
 use super::{SegmentError, TagView};
+use crate::backoff::Backoff;
 use crate::config::ServiceConfig;
 
 /// How often `/health` looks at an empty tag's refill while waiting for its outcome.
@@ -121,7 +124,7 @@ impl SegmentService {
     /// The buffer of `tag`, creating it if the store knows the tag.
     async fn buffer(&self, tag: &str) -> Result<Arc<TagBuffer>, SegmentError> {
         floe_core::check_tag(tag).map_err(|e| SegmentError::Invalid(e.to_string()))?;
-        if let Some(b) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
+        if let Some(b) = self.tags.read().get(tag) {
             return Ok(b.clone());
         }
         if self.closed.load(Ordering::Acquire) {
@@ -151,7 +154,7 @@ impl SegmentService {
     }
 
     fn insert(&self, row: &TagRow) -> Arc<TagBuffer> {
-        let mut tags = self.tags.write().unwrap_or_else(|p| p.into_inner());
+        let mut tags = self.tags.write();
         tags.entry(row.tag.clone())
             .or_insert_with(|| {
                 Arc::new(TagBuffer {
@@ -242,7 +245,7 @@ impl SegmentService {
     /// up on a tag while the service runs (no tag gets stuck).
     async fn refill_loop(&self, tag: &str, tb: &TagBuffer) {
         let (first, max) = self.config.retry_backoff;
-        let mut pause = first;
+        let mut backoff = Backoff::new(first, max);
         while !self.closed.load(Ordering::Acquire) {
             let wanted = tb.wanted.load(Ordering::Acquire);
             let Some(plan) = tb.buffer.plan_refill(wanted, self.now_ms()) else {
@@ -261,10 +264,10 @@ impl SegmentService {
                         // "unavailable" meanwhile.
                         metrics::counter!("floe_segment_refused_total", "tag" => tag.to_string())
                             .increment(1);
+                        let pause = backoff.next();
                         tracing::error!(tag, error = %e, retry_in = ?pause, "segment refused");
                         tb.refilled.notify_waiters();
                         tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(max);
                         continue;
                     }
                     // Served (or about to be): later short requests raise it again.
@@ -272,7 +275,7 @@ impl SegmentService {
                         tb.wanted
                             .compare_exchange(wanted, 1, Ordering::AcqRel, Ordering::Relaxed);
                     tb.refilled.notify_waiters();
-                    pause = first;
+                    backoff.reset();
                 }
                 Err(e @ StoreError::Exhausted { .. }) => {
                     tracing::error!(tag, error = %e, "segment tag exhausted; no more refills");
@@ -284,11 +287,11 @@ impl SegmentService {
                 Err(e) => {
                     metrics::counter!("floe_segment_refill_errors_total", "tag" => tag.to_string())
                         .increment(1);
+                    let pause = backoff.next();
                     tracing::warn!(tag, error = %e, retry_in = ?pause, "segment refill failed");
                     tb.buffer.refill_failed(e.to_string());
                     tb.refilled.notify_waiters();
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(max);
                 }
             }
         }
@@ -387,7 +390,7 @@ impl SegmentService {
 
     /// State of every buffered tag.
     pub fn states(&self) -> Vec<TagState> {
-        let tags = self.tags.read().unwrap_or_else(|p| p.into_inner());
+        let tags = self.tags.read();
         let mut out: Vec<TagState> = tags
             .iter()
             .map(|(tag, tb)| TagState::of(tag, tb.buffer.state()))
@@ -399,7 +402,7 @@ impl SegmentService {
     /// Changes the step of a tag in the store and in its buffer.
     pub async fn set_step(&self, tag: &str, step: u64) -> Result<TagRow, SegmentError> {
         let row = self.store.set_step(tag, step).await?;
-        if let Some(tb) = self.tags.read().unwrap_or_else(|p| p.into_inner()).get(tag) {
+        if let Some(tb) = self.tags.read().get(tag) {
             tb.buffer.set_step(step);
         }
         Ok(row)
@@ -412,7 +415,6 @@ impl SegmentService {
         let tags: Vec<(String, Arc<TagBuffer>)> = self
             .tags
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(t, b)| (t.clone(), b.clone()))
             .collect();

@@ -3,8 +3,9 @@
 //! outage.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -89,10 +90,10 @@ impl MemoryRegistry {
             .and_then(|s| s.owner.clone().map(|o| (o, s.epoch)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a slot half-written (each update is one
-        // assignment), so the data stays usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        // No poisoning (parking_lot): a panic while holding the lock cannot leave a slot
+        // half-written (each update is one assignment), so the data stays usable.
+        self.state.lock()
     }
 
     /// Applies the outage switch, then `f` under the lock.

@@ -9,7 +9,7 @@
 //! - [`RedisRegistry`]: `SET NX PX` with an owner token, compare-owner Lua scripts, no pub/sub;
 //! - [`MemoryRegistry`]: in-process, for tests (works with tokio's paused clock).
 //!
-//! Expiring leases are kept by a [`LeaseKeeper`], which renews them every `ttl / 3` and *fences*
+//! Expiring leases are kept by the server's lease keeper (`floe_server::keeper`), which renews them every `ttl / 3` and *fences*
 //! them: the node must stop issuing IDs at `last successful renewal sent + ttl − margin`, before the
 //! store can grant the id to anyone else. `docs/leases.md` explains the model and how MASA's options
 //! map onto it.
@@ -19,7 +19,6 @@
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +26,6 @@ use floe_core::{FieldKind, Layout};
 use thiserror::Error;
 
 pub mod fixed;
-pub mod lease;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -37,7 +35,6 @@ pub mod sql;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisRegistry};
 pub use fixed::{resolve_worker_id, KubernetesRegistry, StaticRegistry, WorkerIdSource};
-pub use lease::{HighWaterFn, KeeperConfig, LeaseKeeper, LeaseState};
 pub use memory::MemoryRegistry;
 #[cfg(feature = "sql")]
 pub use sql::{SqlConfig, SqlRegistry};
@@ -299,20 +296,7 @@ pub fn default_owner() -> String {
         .unwrap_or_else(|| "host".to_string());
     // Keep the token within the column limit whatever the host name.
     let host: String = host.chars().take(200).collect();
-    format!("{host}:{}:{:016x}", std::process::id(), random_u64())
-}
-
-/// A random number from the standard library's per-instance hash keys (no extra dependency);
-/// good enough for owner tokens and backoff jitter, not for cryptography.
-pub(crate) fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    format!("{host}:{}:{:016x}", std::process::id(), fastrand::u64(..))
 }
 
 #[cfg(any(feature = "sql", feature = "redis"))]

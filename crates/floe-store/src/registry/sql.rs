@@ -155,14 +155,8 @@ impl SqlRegistry {
     /// Checks the config and builds a lazy pool; nothing is connected until the first call.
     pub fn new(config: &SqlConfig) -> Result<SqlRegistry, RegistryError> {
         let table = &config.table;
-        let plain = table.len() <= 63
-            && table.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !plain {
-            return Err(RegistryError::Config(format!(
-                "registry table name `{table}` must be a plain identifier: a letter or _, then letters, digits or _, at most 63 characters"
-            )));
-        }
+        crate::db::check_identifier(table)
+            .map_err(|e| RegistryError::Config(format!("registry table name: {e}")))?;
         if config.call_timeout.is_zero() {
             return Err(RegistryError::Config(
                 "registry call_timeout must be above zero (default 2 s)".to_string(),
@@ -170,7 +164,9 @@ impl SqlRegistry {
         }
         let shown = redact_url(&config.url);
         let (pool, dialect) = lazy_pool(&config.url, config.max_connections, config.call_timeout)
-            .map_err(|e| RegistryError::Config(format!("registry {e}")))?;
+            .map_err(|e| {
+            RegistryError::Config(format!("registry {}", floe_core::report(&e)))
+        })?;
         Ok(SqlRegistry {
             pool,
             dialect,
@@ -393,21 +389,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn postgres_placeholders_are_numbered() {
-        assert_eq!(
-            Dialect::Postgres.placeholders("a = ? AND b = ?"),
-            "a = $1 AND b = $2"
-        );
-        assert_eq!(Dialect::MySql.placeholders("a = ?"), "a = ?");
-    }
-
-    #[test]
     fn bad_config_is_refused_before_io() {
         let e = SqlRegistry::new(&SqlConfig::new("oracle://x")).unwrap_err();
         assert!(e.to_string().contains("scheme `oracle`"), "{e}");
         let mut c = SqlConfig::new("sqlite:x.db");
         c.table = "workers; DROP TABLE x".to_string();
         let e = SqlRegistry::new(&c).unwrap_err();
-        assert!(e.to_string().contains("plain identifier"), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains(
+                "registry table name: `workers; DROP TABLE x` is not a plain SQL identifier"
+            ) && e.contains("1..=63"),
+            "{e}"
+        );
     }
 }

@@ -60,15 +60,8 @@ impl TableSpec {
             ("max_id_column", &self.max_id_column),
             ("step_column", &self.step_column),
         ] {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && !name.as_bytes()[0].is_ascii_digit();
-            if !ok {
-                return Err(StoreError::Invalid(format!(
-                    "segment.{key} = `{name}` is invalid: allowed are 1..=64 letters, digits and _, not starting with a digit"
-                )));
-            }
+            crate::db::check_identifier(name)
+                .map_err(|e| StoreError::Invalid(format!("segment.{key}: {e}")))?;
         }
         Ok(())
     }
@@ -226,7 +219,7 @@ impl SqlSegmentStore {
     ) -> Result<SqlSegmentStore, StoreError> {
         spec.validate()?;
         let (pool, dialect) = lazy_pool(url, options.max_connections, options.call_timeout)
-            .map_err(|e| StoreError::Invalid(format!("segment.url: {e}")))?;
+            .map_err(|e| StoreError::Invalid(format!("segment.url: {}", floe_core::report(&e))))?;
         let store = SqlSegmentStore {
             pool,
             dialect,

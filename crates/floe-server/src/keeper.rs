@@ -7,6 +7,9 @@
 //! `fence_deadline = s + ttl − margin`, on the monotonic clock, and must stop there unless a later
 //! renewal succeeded. The store cannot grant the id to another node before `s + ttl`, so two
 //! holders never issue at the same time, whatever the network does.
+//!
+//! The keeper is an application service (it decides when the node may issue), so it lives in the
+//! server; the registries it drives are `floe_store`'s adapters behind [`WorkerRegistry`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +19,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 
-use super::{random_u64, Lease, LeaseRequest, RegistryError, WorkerRegistry};
+use floe_store::registry::{Lease, LeaseRequest, RegistryError, WorkerRegistry};
+
+use crate::backoff::Backoff;
 
 /// tokio's timer resolution.
 const TIMER_TICK: Duration = Duration::from_millis(1);
@@ -236,40 +241,6 @@ fn stopped() -> RegistryError {
     RegistryError::Config("the lease keeper has stopped".to_string())
 }
 
-/// Exponential backoff with jitter, so restarting nodes do not retry in lockstep.
-#[derive(Debug)]
-struct Backoff {
-    /// First delay.
-    min: Duration,
-    /// Cap.
-    max: Duration,
-    /// The next delay before jitter.
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// A delay in `[d/2, d]` for the current `d`, then doubles `d` up to the cap.
-    fn next(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(self.max);
-        let half = d / 2;
-        let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
-        half + Duration::from_micros(random_u64() % spread)
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
 /// What the task is doing.
 enum Phase {
     /// Getting a lease.
@@ -367,6 +338,20 @@ impl Task {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records a registry call's round trip (`floe_registry_call_seconds{op}`), and for renewals
+    /// its outcome (`floe_lease_renewals_total`, `floe_lease_renewal_failures_total`).
+    fn record(op: &'static str, sent: Instant, ok: bool) {
+        metrics::histogram!("floe_registry_call_seconds", "op" => op)
+            .record(sent.elapsed().as_secs_f64());
+        if op == "renew" {
+            if ok {
+                metrics::counter!("floe_lease_renewals_total").increment(1);
+            } else {
+                metrics::counter!("floe_lease_renewal_failures_total").increment(1);
+            }
+        }
+    }
+
     /// Fence for a successful call sent at `sent`; `None` for leases that never expire.
     fn fence_after(&self, sent: Instant) -> Option<Instant> {
         self.registry
@@ -405,6 +390,7 @@ impl Task {
             // A grant racing the shutdown is left to expire.
             _ => return Err(None),
         };
+        Self::record("acquire", sent, result.is_ok());
         match result {
             Ok(lease) => {
                 tracing::info!(
@@ -461,7 +447,11 @@ impl Task {
         let high_water = (self.high_water)();
         self.count();
         let renewal = self.registry.renew(&self.request, &lease, high_water);
-        match wait(&mut self.stop, fence, renewal).await {
+        let outcome = wait(&mut self.stop, fence, renewal).await;
+        if let Wake::Done(r) = &outcome {
+            Self::record("renew", sent, r.is_ok());
+        }
+        match outcome {
             Wake::Stop => Err(Some(lease)),
             Wake::Fenced => Ok(self.fenced(lease)),
             Wake::Done(Ok(())) => Ok(self.held(lease, sent)),
@@ -507,6 +497,7 @@ impl Task {
             Wake::Done(r) => r,
             _ => return Err(Some(lease)),
         };
+        Self::record("renew", sent, result.is_ok());
         match result {
             Ok(()) => {
                 tracing::info!(id = lease.id, "worker-id lease recovered after the fence");
@@ -542,10 +533,12 @@ impl Task {
         };
         let high_water = (self.high_water)();
         self.count();
+        let sent = Instant::now();
         let result = self
             .registry
             .release(&self.request, &lease, high_water)
             .await;
+        Self::record("release", sent, result.is_ok());
         match &result {
             Ok(()) => tracing::info!(id = lease.id, high_water, "worker-id lease released"),
             Err(e) => tracing::warn!(error = %e, "worker-id lease not released; it will expire"),
