@@ -137,6 +137,38 @@ fn wait_ready(http: SocketAddr, what: &str, within: Duration) -> impl Future<Out
     })
 }
 
+/// Waits until `/readyz` gives a reason containing `reason` (returning it), failing the test if
+/// `who` is ready meanwhile.
+#[track_caller]
+fn unready_because<'a>(
+    http: SocketAddr,
+    reason: &'a str,
+    who: &'a str,
+) -> impl Future<Output = String> + 'a {
+    eventually_async(
+        WAIT,
+        &format!("{who}: /readyz names {reason:?}"),
+        async move || {
+            let (status, body) = readyz(http).await;
+            assert_eq!(status, 503, "{who} must not be ready: {body}");
+            if body.contains(reason) {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    )
+}
+
+/// Checks that `/readyz` answers 503 throughout `during`.
+#[track_caller]
+fn stays_unready(http: SocketAddr, during: Duration, what: &str) -> impl Future<Output = ()> {
+    consistently_async(during, what, async move || {
+        let (status, body) = readyz(http).await;
+        (status == 503).then_some(()).ok_or(body)
+    })
+}
+
 /// One v2 snowflake request on a fresh connection.
 async fn v2_once(addr: SocketAddr, count: u32) -> V2Reply {
     let mut s = connect(addr).await;
@@ -289,16 +321,11 @@ async fn a_cut_off_node_stops_at_its_fence_before_its_id_is_granted_again() {
 
     let b = TestServer::start(lease_config(&redis, &ns, TTL)).await;
     let b_load = Load::start(b.tcp);
-    eventually_async(WAIT, "B reports the pool exhausted", async || {
-        let (status, body) = readyz(b.http).await;
-        assert_eq!(
-            status, 503,
-            "B must not be ready while A and C hold the pool: {body}"
-        );
-        body.contains("every worker id of the pool is held by a live node")
-            .then_some(())
-            .ok_or(body)
-    })
+    unready_because(
+        b.http,
+        "every worker id of the pool is held by a live node",
+        "B, while A and C hold the pool",
+    )
     .await;
     let b_lease = lease_info(b.http).await;
     assert_eq!(b_lease["held"], false, "{b_lease}");
@@ -381,13 +408,10 @@ async fn a_cut_off_node_stops_at_its_fence_before_its_id_is_granted_again() {
     )
     .await;
     // A stays out for a while longer, while B keeps serving.
-    consistently_async(
+    stays_unready(
+        a.http,
         Duration::from_secs(1),
         "A stays unready while B holds its id",
-        async || {
-            let (status, body) = readyz(a.http).await;
-            (status == 503).then_some(()).ok_or(body)
-        },
     )
     .await;
     b_load
@@ -638,19 +662,7 @@ async fn a_node_beyond_the_pool_waits_until_a_node_stops() {
 
     let third = TestServer::start(lease_config(&redis, &ns, ttl)).await;
     let expected = "every worker id of the pool is held by a live node";
-    eventually_async(
-        WAIT,
-        "the third node reports the pool exhausted",
-        async || {
-            let (status, body) = readyz(third.http).await;
-            assert_eq!(
-                status, 503,
-                "a third node on a two-id pool is ready: {body}"
-            );
-            body.contains(expected).then_some(()).ok_or(body)
-        },
-    )
-    .await;
+    unready_because(third.http, expected, "a third node on a two-id pool").await;
     let lease = lease_info(third.http).await;
     assert_eq!(lease["held"], false, "{lease}");
     assert!(lease["worker_id"].is_null(), "{lease}");
@@ -674,27 +686,16 @@ async fn a_node_beyond_the_pool_waits_until_a_node_stops() {
     }
     assert!(first_ids.ids.iter().all(|id| worker(*id) == 0));
     assert!(second_ids.ids.iter().all(|id| worker(*id) == 1));
-    consistently_async(
+    stays_unready(
+        third.http,
         Duration::from_millis(1_500),
         "the third node stays unready while the pool is full",
-        async || {
-            let (status, body) = readyz(third.http).await;
-            (status == 503).then_some(()).ok_or(body)
-        },
     )
     .await;
 
     // An exhausted node stops gracefully (it has nothing to release) and changes nothing.
     let fourth = TestServer::start(lease_config(&redis, &ns, ttl)).await;
-    eventually_async(WAIT, "a fourth node finds the pool exhausted", async || {
-        let (status, body) = readyz(fourth.http).await;
-        assert_eq!(
-            status, 503,
-            "a fourth node on a two-id pool is ready: {body}"
-        );
-        body.contains(expected).then_some(()).ok_or(body)
-    })
-    .await;
+    unready_because(fourth.http, expected, "a fourth node on a two-id pool").await;
     fourth.stop().await.0.unwrap();
     assert_eq!(lease_info(second.http).await["held"], true);
 
@@ -756,16 +757,7 @@ async fn a_node_started_while_redis_is_down_serves_once_it_is_back() {
     ))
     .await;
     // It starts (listeners up, /healthz 200) but is not ready, and says why.
-    let reason = eventually_async(WAIT, "the reason names the store", async || {
-        let (status, body) = readyz(a.http).await;
-        assert_eq!(status, 503, "ready without a lease: {body}");
-        if body.contains("redis") {
-            Ok(body)
-        } else {
-            Err(body)
-        }
-    })
-    .await;
+    let reason = unready_because(a.http, "redis", "A, without a lease").await;
     assert!(reason.contains("acquiring a worker id"), "{reason}");
     let r = v2_once(a.tcp, 10).await;
     assert_eq!(r.status, 3, "{r:?}");

@@ -35,6 +35,28 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response from its parts: field names lower-cased, values read leniently, the body
+    /// required to be UTF-8.
+    fn from_parts<'a>(
+        status: u16,
+        fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+        body: Vec<u8>,
+    ) -> io::Result<Response> {
+        let headers = fields
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value).into_owned();
+                (name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let body =
+            String::from_utf8(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -133,28 +155,10 @@ impl Connection {
                 .send_request(request)
                 .await
                 .map_err(io::Error::other)?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                    (k.as_str().to_owned(), value)
-                })
-                .collect();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(io::Error::other)?
-                .to_bytes();
-            let body = String::from_utf8(body.to_vec())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            Ok(Response {
-                status,
-                headers,
-                body,
-            })
+            let (head, body) = response.into_parts();
+            let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+            let fields = head.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+            Response::from_parts(head.status.as_u16(), fields, body.to_vec())
         };
         tokio::time::timeout(TIMEOUT, exchange)
             .await
@@ -191,69 +195,65 @@ impl Drop for Connection {
 pub async fn read_response(from: &mut (impl AsyncRead + Unpin)) -> io::Result<Response> {
     let read = async {
         let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let (head_len, status, headers) = loop {
+        loop {
             let mut fields = [httparse::EMPTY_HEADER; 64];
             let mut head = httparse::Response::new(&mut fields);
             let parsed = head
                 .parse(&raw)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if let httparse::Status::Complete(len) = parsed {
-                let headers: Vec<(String, String)> = head
-                    .headers
+            let httparse::Status::Complete(head_len) = parsed else {
+                read_more(from, &mut raw).await?;
+                continue;
+            };
+            let field = |name: &str| {
+                head.headers
                     .iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value).into_owned();
-                        (h.name.to_ascii_lowercase(), value)
-                    })
-                    .collect();
-                break (len, head.code.unwrap_or(0), headers);
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            if field("transfer-encoding").is_some() {
+                return Err(io::Error::other(
+                    "read_response reads Content-Length bodies only; send this request with `request`",
+                ));
             }
-            let n = from.read(&mut buf).await?;
-            if n == 0 {
-                return Err(closed_early(&raw));
+            let len: usize = match field("content-length") {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+                None => 0,
+            };
+            let status = head.code.unwrap_or(0);
+            let fields: Vec<(String, Vec<u8>)> = head
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            while raw.len() < head_len + len {
+                read_more(from, &mut raw).await?;
             }
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let field = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-        if field("transfer-encoding").is_some() {
-            return Err(io::Error::other(
-                "read_response reads Content-Length bodies only; send this request with `request`",
-            ));
+            let body = raw[head_len..head_len + len].to_vec();
+            let fields = fields.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+            return Response::from_parts(status, fields, body);
         }
-        let len: usize = match field("content-length") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
-            None => 0,
-        };
-        while raw.len() < head_len + len {
-            let n = from.read(&mut buf).await?;
-            if n == 0 {
-                return Err(closed_early(&raw));
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        let body = String::from_utf8(raw[head_len..head_len + len].to_vec())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
     };
     tokio::time::timeout(TIMEOUT, read)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no whole response in time"))?
 }
 
-/// The error of a connection closed before a whole response.
-fn closed_early(raw: &[u8]) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("closed mid-response: {:?}", String::from_utf8_lossy(raw)),
-    )
+/// Reads what `from` has into `raw`; an error once it is closed before a whole response.
+async fn read_more(from: &mut (impl AsyncRead + Unpin), raw: &mut Vec<u8>) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let n = from.read(&mut buf).await?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("closed mid-response: {:?}", String::from_utf8_lossy(raw)),
+        ));
+    }
+    raw.extend_from_slice(&buf[..n]);
+    Ok(())
 }
 
 /// The same client for tests on plain threads: each call runs on a small runtime of its own

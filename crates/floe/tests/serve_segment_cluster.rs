@@ -10,13 +10,11 @@
 mod support;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use floe_testkit::http::blocking;
 use floe_testkit::{assert_increasing, eventually};
-use support::{Floe, V2};
+use support::{admin, Floe, V2};
 
 /// The admin token of both nodes.
 const TOKEN: &str = "cluster-test-token";
@@ -34,19 +32,6 @@ enum Via {
     Env,
     /// A `--config` TOML file.
     File,
-}
-
-/// One admin request with the token; returns the status and the body.
-#[track_caller]
-fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let auth = format!("Bearer {TOKEN}");
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let r = blocking::request(addr, method, path, &headers, body)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    (r.status, r.body)
 }
 
 /// Starts one node on the shared table.
@@ -127,7 +112,7 @@ fn two_nodes_share_one_table(url: &str, via: Via) {
         Duration::from_secs(20),
         "node A sees the segment table",
         || {
-            let (status, body) = admin(a.http, "GET", "/admin/tags", "");
+            let (status, body) = admin(a.http, TOKEN, "GET", "/admin/tags", "");
             if status == 200 {
                 Ok(body)
             } else {
@@ -138,6 +123,7 @@ fn two_nodes_share_one_table(url: &str, via: Via) {
     assert_eq!(body, r#"{"tags":[]}"#);
     let (status, body) = admin(
         a.http,
+        TOKEN,
         "POST",
         "/admin/tags",
         &format!(r#"{{"tag":"{tag}","start":1,"step":1000}}"#),
@@ -172,7 +158,7 @@ fn two_nodes_share_one_table(url: &str, via: Via) {
     assert_eq!(all.len(), 2 * PER_NODE as usize);
 
     // Both see the tag; both stop cleanly.
-    let (status, body) = admin(b.http, "GET", "/admin/tags", "");
+    let (status, body) = admin(b.http, TOKEN, "GET", "/admin/tags", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""tag":"orders""#), "{body}");
     assert_eq!(a.terminate(STOP).code(), Some(0), "{}", a.stderr());
