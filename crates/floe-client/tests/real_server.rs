@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,11 +15,61 @@ use std::time::{Duration, Instant};
 use floe_client::{Backoff, ClientBuilder, Error, Prefetch, Protocol, SegmentHandle, ServerOrder};
 use floe_testkit::{assert_increasing, assert_unique, eventually, eventually_async};
 use support::real::{Floe, STARTUP};
+use tokio::task::JoinHandle;
 
 /// Set in the child processes of the two-process test: the server address.
 const CHILD_SERVER: &str = "FLOE_CLIENT_TEST_CHILD_SERVER";
 /// Set in the child processes of the two-process test: where to write IDs, one per line.
 const CHILD_OUT: &str = "FLOE_CLIENT_TEST_CHILD_OUT";
+
+/// Makes `calls` calls in a task, 2 ms apart, failing the test on any error; the counter says
+/// how many are done, so that a server can be killed mid-stream.
+fn stream<F, Fut>(calls: usize, mut call: F) -> (Arc<AtomicUsize>, JoinHandle<Vec<u64>>)
+where
+    F: FnMut(usize) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<u64>, Error>> + Send,
+{
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = done.clone();
+    let task = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..calls {
+            let batch = call(i)
+                .await
+                .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+            ids.extend(batch);
+            counter.fetch_add(1, Ordering::Relaxed);
+            // The stream's pace, not a wait.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ids
+    });
+    (done, task)
+}
+
+/// Kills `server` once `after` of the stream's `calls` are done, and checks that it was
+/// mid-stream (a plain function returning a future, so a failure names the test's line).
+#[track_caller]
+fn kill_mid_stream<'a>(
+    server: &'a mut Floe,
+    done: &'a AtomicUsize,
+    after: usize,
+    calls: usize,
+) -> impl Future<Output = ()> + 'a {
+    let at = std::panic::Location::caller();
+    async move {
+        eventually_async(STARTUP, "the stream is under way", async || {
+            done.load(Ordering::Relaxed) >= after
+        })
+        .await;
+        server.kill();
+        let finished = done.load(Ordering::Relaxed);
+        assert!(
+            finished < calls,
+            "the server must be killed mid-stream, not after {finished} of {calls} calls (at {at})"
+        );
+    }
+}
 
 fn quick(servers: impl IntoIterator<Item = String>) -> ClientBuilder {
     ClientBuilder::new(servers)
@@ -99,34 +150,13 @@ async fn failover_survives_a_server_killed_mid_stream() {
         .server_order(ServerOrder::RoundRobin)
         .build()
         .unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let streamer = {
-        let (client, calls) = (client.clone(), calls.clone());
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..600 {
-                // Any error while two servers are up fails the test.
-                let batch = client
-                    .next_ids(if i % 2 == 0 { 1 } else { 100 })
-                    .await
-                    .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
-                ids.extend(batch);
-                calls.fetch_add(1, Ordering::Relaxed);
-                // The stream's pace, not a wait.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            ids
-        })
-    };
-    eventually_async(STARTUP, "the stream is under way", async || {
-        calls.load(Ordering::Relaxed) >= 100
-    })
-    .await;
-    servers[1].kill();
-    assert!(
-        calls.load(Ordering::Relaxed) < 600,
-        "the server must be killed mid-stream"
-    );
+    let client_for_stream = client.clone();
+    // Any error while two servers are up fails the test.
+    let (calls, streamer) = stream(600, move |i| {
+        let client = client_for_stream.clone();
+        async move { client.next_ids(if i % 2 == 0 { 1 } else { 100 }).await }
+    });
+    kill_mid_stream(&mut servers[1], &calls, 100, 600).await;
     let ids = streamer.await.unwrap();
     assert_eq!(ids.len(), 300 * 101);
     assert_unique(&ids);
@@ -431,31 +461,11 @@ async fn segment_failover_between_servers_sharing_a_database() {
     // create it.
     let mut ids = vec![segments_ready(&handle).await.unwrap()];
     ids.extend(handle.next_ids(10).await.unwrap());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let streamed = calls.clone();
-    let streamer = tokio::spawn(async move {
-        let mut ids = Vec::new();
-        for i in 0..400 {
-            let batch = handle
-                .next_ids(50)
-                .await
-                .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
-            ids.extend(batch);
-            streamed.fetch_add(1, Ordering::Relaxed);
-            // The stream's pace, not a wait.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        ids
+    let (calls, streamer) = stream(400, move |_| {
+        let handle = handle.clone();
+        async move { handle.next_ids(50).await }
     });
-    eventually_async(STARTUP, "the stream is under way", async || {
-        calls.load(Ordering::Relaxed) >= 50
-    })
-    .await;
-    servers[0].kill();
-    assert!(
-        calls.load(Ordering::Relaxed) < 400,
-        "the server must be killed mid-stream"
-    );
+    kill_mid_stream(&mut servers[0], &calls, 50, 400).await;
     ids.extend(streamer.await.unwrap());
     assert_eq!(ids.len(), 11 + 400 * 50);
     assert_unique(&ids);
