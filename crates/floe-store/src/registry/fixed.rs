@@ -113,29 +113,6 @@ impl StaticRegistry {
     }
 }
 
-#[async_trait]
-impl WorkerRegistry for StaticRegistry {
-    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
-        self.lease(req)
-    }
-
-    fn precheck(&self, req: &LeaseRequest) -> Result<(), RegistryError> {
-        self.lease(req).map(|_| ())
-    }
-
-    async fn renew(&self, _: &LeaseRequest, _: &Lease, _: u64) -> Result<(), RegistryError> {
-        Ok(())
-    }
-
-    async fn release(&self, _: &LeaseRequest, _: &Lease, _: u64) -> Result<(), RegistryError> {
-        Ok(())
-    }
-
-    fn leases_expire(&self) -> bool {
-        false
-    }
-}
-
 /// The worker id of a StatefulSet pod: the ordinal at the end of its host name, plus an offset
 /// (so several StatefulSets can share one id space).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,8 +180,26 @@ impl KubernetesRegistry {
     }
 }
 
+/// A registry whose id is fixed before any call: nothing to renew, release or fence.
+trait Fixed: Send + Sync + std::fmt::Debug {
+    /// The lease of the fixed id, or why it does not fit `req`'s pool.
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError>;
+}
+
+impl Fixed for StaticRegistry {
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        StaticRegistry::lease(self, req)
+    }
+}
+
+impl Fixed for KubernetesRegistry {
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        KubernetesRegistry::lease(self, req)
+    }
+}
+
 #[async_trait]
-impl WorkerRegistry for KubernetesRegistry {
+impl<F: Fixed> WorkerRegistry for F {
     async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         self.lease(req)
     }
