@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use floe_client::{Backoff, ClientBuilder, Error, Prefetch, Protocol, ServerOrder};
+use floe_testkit::{assert_increasing, assert_unique, eventually_async};
+use support::dead_address;
 use support::fake::{FakeServer, Options};
-use support::{assert_increasing, assert_unique, dead_address};
 
 /// Quick ejection, so tests that wait for a server to come back stay short.
 fn fast_backoff() -> Backoff {
@@ -252,11 +253,17 @@ async fn prefetch_refills_in_the_background_below_low_water() {
     assert_eq!(client.warm_up().await.unwrap(), 100);
     let asked = server.state.asked.load(Ordering::Relaxed);
     let mut ids: Vec<u64> = (0..60).map(|_| client.try_next_id().unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while client.buffered() < 50 {
-        assert!(Instant::now() < deadline, "no refill below low water");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually_async(
+        Duration::from_secs(2),
+        "a refill below low water",
+        async || {
+            let buffered = client.buffered();
+            (buffered >= 50)
+                .then_some(())
+                .ok_or(format!("{buffered} buffered"))
+        },
+    )
+    .await;
     assert!(server.state.asked.load(Ordering::Relaxed) > asked);
     ids.extend(client.next_ids(40).await.unwrap());
     ids.extend(client.next_ids(1_000).await.unwrap());
@@ -422,15 +429,12 @@ async fn an_ejected_server_is_used_again_once_it_is_back() {
         },
         state,
     );
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let id = client.next_id().await.unwrap();
-        if id < 1 << 40 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the primary was not used again");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(3),
+        "the primary is used again",
+        async || client.next_id().await.unwrap() < 1 << 40,
+    )
+    .await;
     drop(primary);
 }
 

@@ -4,21 +4,72 @@
 
 mod support;
 
+use std::future::Future;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use floe_client::{Backoff, ClientBuilder, Error, Prefetch, Protocol, SegmentHandle, ServerOrder};
-use support::real::Floe;
-use support::{assert_increasing, assert_unique};
+use floe_testkit::{assert_increasing, assert_unique, eventually, eventually_async};
+use support::real::{Floe, STARTUP};
+use tokio::task::JoinHandle;
 
 /// Set in the child processes of the two-process test: the server address.
 const CHILD_SERVER: &str = "FLOE_CLIENT_TEST_CHILD_SERVER";
 /// Set in the child processes of the two-process test: where to write IDs, one per line.
 const CHILD_OUT: &str = "FLOE_CLIENT_TEST_CHILD_OUT";
+
+/// Makes `calls` calls in a task, 2 ms apart, failing the test on any error; the counter says
+/// how many are done, so that a server can be killed mid-stream.
+fn stream<F, Fut>(calls: usize, mut call: F) -> (Arc<AtomicUsize>, JoinHandle<Vec<u64>>)
+where
+    F: FnMut(usize) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<u64>, Error>> + Send,
+{
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = done.clone();
+    let task = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..calls {
+            let batch = call(i)
+                .await
+                .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+            ids.extend(batch);
+            counter.fetch_add(1, Ordering::Relaxed);
+            // The stream's pace, not a wait.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ids
+    });
+    (done, task)
+}
+
+/// Kills `server` once `after` of the stream's `calls` are done, and checks that it was
+/// mid-stream (a plain function returning a future, so a failure names the test's line).
+#[track_caller]
+fn kill_mid_stream<'a>(
+    server: &'a mut Floe,
+    done: &'a AtomicUsize,
+    after: usize,
+    calls: usize,
+) -> impl Future<Output = ()> + 'a {
+    let at = std::panic::Location::caller();
+    async move {
+        eventually_async(STARTUP, "the stream is under way", async || {
+            done.load(Ordering::Relaxed) >= after
+        })
+        .await;
+        server.kill();
+        let finished = done.load(Ordering::Relaxed);
+        assert!(
+            finished < calls,
+            "the server must be killed mid-stream, not after {finished} of {calls} calls (at {at})"
+        );
+    }
+}
 
 fn quick(servers: impl IntoIterator<Item = String>) -> ClientBuilder {
     ClientBuilder::new(servers)
@@ -99,24 +150,13 @@ async fn failover_survives_a_server_killed_mid_stream() {
         .server_order(ServerOrder::RoundRobin)
         .build()
         .unwrap();
-    let streamer = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..600 {
-                // Any error while two servers are up fails the test.
-                let batch = client
-                    .next_ids(if i % 2 == 0 { 1 } else { 100 })
-                    .await
-                    .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
-                ids.extend(batch);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            ids
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    servers[1].kill();
+    let client_for_stream = client.clone();
+    // Any error while two servers are up fails the test.
+    let (calls, streamer) = stream(600, move |i| {
+        let client = client_for_stream.clone();
+        async move { client.next_ids(if i % 2 == 0 { 1 } else { 100 }).await }
+    });
+    kill_mid_stream(&mut servers[1], &calls, 100, 600).await;
     let ids = streamer.await.unwrap();
     assert_eq!(ids.len(), 300 * 101);
     assert_unique(&ids);
@@ -203,12 +243,14 @@ fn two_process_child() {
         for _ in 0..20 {
             match client.next_id() {
                 Ok(id) => writeln!(out, "{id}").unwrap(),
-                // Only while the server restarts; the parent checks that IDs keep coming.
+                // Only while the server restarts; the parent checks that IDs keep coming. A
+                // retry's pause, not a wait.
                 Err(e) if e.is_retryable() => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => panic!("child: {e}"),
             }
         }
         out.flush().unwrap();
+        // The child's pace.
         std::thread::sleep(Duration::from_millis(1));
     }
     out.flush().unwrap();
@@ -218,16 +260,20 @@ fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
 }
 
+#[track_caller]
 fn wait_for_lines(paths: &[std::path::PathBuf], at_least: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while paths.iter().zip(at_least).any(|(p, &n)| lines(p) < n) {
-        assert!(
-            Instant::now() < deadline,
-            "children stalled: {:?} of {at_least:?} IDs",
-            paths.iter().map(|p| lines(p)).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(30),
+        &format!("the children write {at_least:?} IDs"),
+        || {
+            let got: Vec<usize> = paths.iter().map(|p| lines(p)).collect();
+            got.iter()
+                .zip(at_least)
+                .all(|(g, n)| g >= n)
+                .then_some(())
+                .ok_or(format!("{got:?} IDs"))
+        },
+    );
 }
 
 #[test]
@@ -263,6 +309,7 @@ fn prefetching_clients_in_two_processes_stay_unique_across_a_server_restart() {
 
     server.terminate();
     let before: Vec<usize> = paths.iter().map(|p| lines(p)).collect();
+    // Downtime the clients ride out (the pause is the scenario, not a wait).
     std::thread::sleep(Duration::from_millis(300));
     // Same port and data dir: the clients reconnect to it, the high-water mark carries over.
     let server = Floe::start(data.path(), &addr, 3);
@@ -306,15 +353,15 @@ fn segment_config(dir: &Path, db: &Path) -> std::path::PathBuf {
 /// Waits until segment mode answers for `tag` with anything but "unavailable": the server prints
 /// its listening line before its segment table is ready, and answers status 3 until then.
 async fn segments_ready(handle: &SegmentHandle) -> Result<u64, Error> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match handle.next_id().await {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => return other,
-        }
-    }
+    eventually_async(
+        Duration::from_secs(15),
+        "segment mode answers anything but unavailable",
+        async || match handle.next_id().await {
+            Err(e) if e.is_retryable() => Err(e),
+            other => Ok(other),
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -414,20 +461,11 @@ async fn segment_failover_between_servers_sharing_a_database() {
     // create it.
     let mut ids = vec![segments_ready(&handle).await.unwrap()];
     ids.extend(handle.next_ids(10).await.unwrap());
-    let streamer = tokio::spawn(async move {
-        let mut ids = Vec::new();
-        for i in 0..400 {
-            let batch = handle
-                .next_ids(50)
-                .await
-                .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
-            ids.extend(batch);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        ids
+    let (calls, streamer) = stream(400, move |_| {
+        let handle = handle.clone();
+        async move { handle.next_ids(50).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    servers[0].kill();
+    kill_mid_stream(&mut servers[0], &calls, 50, 400).await;
     ids.extend(streamer.await.unwrap());
     assert_eq!(ids.len(), 11 + 400 * 50);
     assert_unique(&ids);

@@ -528,23 +528,41 @@ pub fn parse_id(text: &str) -> Option<u64> {
 
 /// Parses `name=value` pairs separated by commas (`zone=1,dc=2,machine=3`), the one textual
 /// form of an identity for flags and environment variables.
-pub fn parse_identity_pairs(text: &str) -> Result<Vec<(String, u64)>, String> {
+pub fn parse_identity_pairs(text: &str) -> Result<Vec<(String, u64)>, IdentityTextError> {
     text.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair
                 .split_once('=')
-                .ok_or_else(|| format!("identity `{pair}` is not name=value (e.g. zone=1,dc=2)"))?;
-            let v = v.trim().parse::<u64>().map_err(|_| {
-                format!(
-                    "identity `{pair}`: `{}` is not a non-negative integer",
-                    v.trim()
-                )
-            })?;
+                .ok_or_else(|| IdentityTextError::NotAPair(pair.to_string()))?;
+            let v = v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| IdentityTextError::NotANumber {
+                    pair: pair.to_string(),
+                    value: v.trim().to_string(),
+                })?;
             Ok((k.trim().to_string(), v))
         })
         .collect()
+}
+
+/// Why `name=value,…` identity text did not parse (whether the names and values fit a layout is
+/// [`IdentityError`]'s part).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityTextError {
+    /// A piece without `=`.
+    #[error("identity `{0}` is not name=value (e.g. zone=1,dc=2)")]
+    NotAPair(String),
+    /// A value that is not a non-negative integer.
+    #[error("identity `{pair}`: `{value}` is not a non-negative integer")]
+    NotANumber {
+        /// The pair as written.
+        pair: String,
+        /// The value part.
+        value: String,
+    },
 }
 
 /// The node identity: one value per node field, in layout order.
@@ -617,8 +635,24 @@ pub fn rfc3339(ms: u64) -> String {
     }
 }
 
+/// Why an epoch did not parse; the text is the epoch as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EpochError {
+    /// Digits only, but too many for a u64 of milliseconds.
+    #[error("epoch `{0}` is not a number of milliseconds")]
+    NotMillis(String),
+    /// No accepted form.
+    #[error(
+        "epoch `{0}` is not `unix`, a date (2020-01-01), an RFC 3339 time or Unix milliseconds"
+    )]
+    Unrecognised(String),
+    /// A time before the Unix epoch.
+    #[error("epoch `{0}` is before 1970-01-01")]
+    BeforeUnix(String),
+}
+
 /// Parses an epoch: `unix`, a date, an RFC 3339 time or Unix milliseconds.
-pub fn parse_epoch(text: &str) -> Result<u64, String> {
+pub fn parse_epoch(text: &str) -> Result<u64, EpochError> {
     let text = text.trim();
     if text == "unix" {
         return Ok(0);
@@ -626,7 +660,7 @@ pub fn parse_epoch(text: &str) -> Result<u64, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text
             .parse()
-            .map_err(|_| format!("epoch `{text}` is not a number of milliseconds"));
+            .map_err(|_| EpochError::NotMillis(text.to_string()));
     }
     let ms = if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         d.and_hms_opt(0, 0, 0)
@@ -636,11 +670,9 @@ pub fn parse_epoch(text: &str) -> Result<u64, String> {
     } else if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         t.timestamp_millis()
     } else {
-        return Err(format!(
-            "epoch `{text}` is not `unix`, a date (2020-01-01), an RFC 3339 time or Unix milliseconds"
-        ));
+        return Err(EpochError::Unrecognised(text.to_string()));
     };
-    u64::try_from(ms).map_err(|_| format!("epoch `{text}` is before 1970-01-01"))
+    u64::try_from(ms).map_err(|_| EpochError::BeforeUnix(text.to_string()))
 }
 
 /// Prints an epoch the shortest way that parses back to the same value.
@@ -736,7 +768,7 @@ fn parse_spec(text: &str) -> Result<Layout, LayoutError> {
                 return Err(syntax(token, "expected time:BITS/UNIT@EPOCH"));
             }
             if let Some(e) = epoch {
-                time.epoch_ms = parse_epoch(e).map_err(|why| syntax(token, why))?;
+                time.epoch_ms = parse_epoch(e).map_err(|why| syntax(token, why.to_string()))?;
             }
         } else if !suffix.is_empty() {
             return Err(syntax(token, "only the time field takes /unit and @epoch"));
@@ -785,7 +817,7 @@ fn parse_preset(text: &str) -> Result<Layout, LayoutError> {
         };
         match (name, *k) {
             (_, "epoch" | "base_time") => {
-                epoch = Some(parse_epoch(v).map_err(|why| opt_err(k, why))?);
+                epoch = Some(parse_epoch(v).map_err(|why| opt_err(k, why.to_string()))?);
             }
             ("masa", "seq_bits" | "sequence_bits") => seq_bits = number(v)?,
             ("masa", "worker_bits" | "worker_id_bits") => worker_bits = number(v)?,
@@ -930,6 +962,38 @@ impl fmt::Display for Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_text_and_epoch_errors_are_typed() {
+        assert_eq!(
+            parse_identity_pairs("zone=1, dc"),
+            Err(IdentityTextError::NotAPair("dc".into()))
+        );
+        assert_eq!(
+            parse_identity_pairs("zone=-1"),
+            Err(IdentityTextError::NotANumber {
+                pair: "zone=-1".into(),
+                value: "-1".into()
+            })
+        );
+        assert_eq!(
+            parse_identity_pairs(" zone=1,dc=2 ,"),
+            Ok(vec![("zone".into(), 1), ("dc".into(), 2)])
+        );
+        assert_eq!(parse_epoch("2020-01-01"), Ok(1_577_836_800_000));
+        assert_eq!(
+            parse_epoch("1969-12-31"),
+            Err(EpochError::BeforeUnix("1969-12-31".into()))
+        );
+        assert_eq!(
+            parse_epoch("99999999999999999999"),
+            Err(EpochError::NotMillis("99999999999999999999".into()))
+        );
+        assert_eq!(
+            parse_epoch("yesterday"),
+            Err(EpochError::Unrecognised("yesterday".into()))
+        );
+    }
 
     #[test]
     fn genid_preset_matches_seed_000() {

@@ -24,6 +24,7 @@
 pub mod clock;
 pub mod generator;
 pub mod highwater;
+pub mod idform;
 pub mod layout;
 pub mod report;
 pub mod segment;
@@ -32,9 +33,11 @@ mod sync;
 pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
 pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
 pub use highwater::{Floored, HighWater, HighWaterError, MemoryHighWater};
+pub use idform::{IdForm, IdFormError};
 pub use layout::{
-    parse_id, parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, Field, FieldKind,
-    Identity, IdentityError, Layout, LayoutError, TimeSpec, PRESETS,
+    parse_epoch, parse_id, parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded,
+    EpochError, Field, FieldKind, Identity, IdentityError, IdentityTextError, Layout, LayoutError,
+    TimeSpec, PRESETS,
 };
 pub use report::report;
 pub use segment::{

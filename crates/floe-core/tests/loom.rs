@@ -10,6 +10,7 @@ use std::time::Duration;
 use floe_core::{
     GenError, Generator, GeneratorConfig, HighWater, Layout, ManualClock, MemoryHighWater,
 };
+use floe_testkit::assert_increasing;
 use loom::sync::Arc;
 use loom::thread;
 
@@ -45,8 +46,8 @@ fn concurrent_reservations_are_disjoint_and_ordered() {
         let mut mine: Vec<u64> = g.try_reserve(0, 1).unwrap().iter().collect();
         mine.extend(g.try_reserve(0, 2).unwrap().iter());
         let theirs = t.join().unwrap();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
-        assert!(theirs.windows(2).all(|w| w[0] < w[1]), "{theirs:?}");
+        assert_increasing(&mine);
+        assert_increasing(&theirs);
         let mut all: Vec<u64> = mine.iter().chain(&theirs).copied().collect();
         all.sort_unstable();
         all.dedup();
@@ -131,7 +132,7 @@ fn a_segment_taker_racing_an_install_never_duplicates() {
         }
         b.advance();
         let got = t.join().unwrap();
-        assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+        assert_increasing(&got);
         assert!(
             got.iter().all(|id| [10, 11, 20, 21].contains(id)),
             "{got:?}"

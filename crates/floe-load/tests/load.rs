@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -216,12 +217,18 @@ fn plan(protocol: Protocol, target: SocketAddr, requests: u64) -> Plan {
     plan
 }
 
-async fn run_bounded(plan: Plan) -> Result<Report, LoadError> {
-    tokio::time::timeout(TEST_LIMIT, run(plan))
-        .await
-        .expect("the load run must stop by itself")
+/// `run(plan)`, failing the test (naming its line) if it does not stop by itself.
+#[track_caller]
+fn run_bounded(plan: Plan) -> impl Future<Output = Result<Report, LoadError>> {
+    let at = std::panic::Location::caller();
+    async move {
+        tokio::time::timeout(TEST_LIMIT, run(plan))
+            .await
+            .unwrap_or_else(|_| panic!("the load run must stop by itself (at {at})"))
+    }
 }
 
+#[track_caller]
 fn assert_percentiles_monotone(report: &Report) {
     let l = &report.latency_us;
     assert!(l.samples > 0);
@@ -481,6 +488,7 @@ fn parse(args: &[&str]) -> Result<Plan, LoadError> {
 }
 
 /// Asserts that `args` are refused with exit code 64 by a message naming `option`.
+#[track_caller]
 fn refused(args: &[&str], option: &str) {
     let err = parse(args).unwrap_err();
     assert_eq!(err.exit_code(), 64, "{err}");

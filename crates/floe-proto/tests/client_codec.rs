@@ -20,6 +20,7 @@ fn v2_reply_header(status: u8, req_id: u32, len: u32) -> Vec<u8> {
     header
 }
 
+#[track_caller]
 fn client_expecting(requests: &[Request]) -> ClientCodec {
     let mut codec = ClientCodec::default();
     let mut wire = BytesMut::new();

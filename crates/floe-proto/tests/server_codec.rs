@@ -8,6 +8,7 @@ use floe_proto::{
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Decodes every whole frame in `bytes`, failing the test on a decoder error or leftover bytes.
+#[track_caller]
 fn decode_all(codec: &mut ServerCodec, bytes: &[u8]) -> Vec<Result<Request, Rejection>> {
     let mut src = BytesMut::from(bytes);
     let mut items = Vec::new();
@@ -18,6 +19,7 @@ fn decode_all(codec: &mut ServerCodec, bytes: &[u8]) -> Vec<Result<Request, Reje
     items
 }
 
+#[track_caller]
 fn decode_one(bytes: &[u8]) -> Result<Request, Rejection> {
     let mut items = decode_all(&mut ServerCodec::default(), bytes);
     assert_eq!(items.len(), 1, "expected exactly one frame in {bytes:02x?}");

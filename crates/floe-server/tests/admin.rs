@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use floe_server::{init_logging, LogConfig, LogFormat, LogLevel};
+use floe_testkit::http::request;
 use serde_json::json;
 use tracing::level_filters::LevelFilter;
 
@@ -36,7 +37,7 @@ async fn admin_log_level() {
             ("GET", "/api/v1/log/level?level=debug"),
             ("POST", "/api/v1/log/level"),
         ] {
-            let r = http(s.http, method, path, headers, "").await.unwrap();
+            let r = request(s.http, method, path, headers, "").await.unwrap();
             assert_eq!(r.status, 401, "{method} {path} {headers:?}");
             assert_eq!(r.json()["error"]["code"], "unauthorized");
             assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
@@ -48,12 +49,12 @@ async fn admin_log_level() {
         "a refused call changed the level"
     );
 
-    let r = http(s.http, "GET", "/admin/log-level", &ok, "")
+    let r = request(s.http, "GET", "/admin/log-level", &ok, "")
         .await
         .unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, r#"{"level":"warn"}"#));
 
-    let r = http(
+    let r = request(
         s.http,
         "PUT",
         "/admin/log-level",
@@ -65,12 +66,12 @@ async fn admin_log_level() {
     assert_eq!((r.status, r.body.as_str()), (200, r#"{"level":"debug"}"#));
     assert_eq!(LevelFilter::current(), LevelFilter::DEBUG);
 
-    let r = http(s.http, "PUT", "/admin/log-level?level=error", &ok, "")
+    let r = request(s.http, "PUT", "/admin/log-level?level=error", &ok, "")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(LevelFilter::current(), LevelFilter::ERROR);
-    let r = http(s.http, "GET", "/admin/log-level", &ok, "")
+    let r = request(s.http, "GET", "/admin/log-level", &ok, "")
         .await
         .unwrap();
     assert_eq!(r.body, r#"{"level":"error"}"#);
@@ -79,7 +80,7 @@ async fn admin_log_level() {
         ("/admin/log-level?level=loud", ""),
         ("/admin/log-level", r#"{"level":"loud"}"#),
     ] {
-        let r = http(s.http, "PUT", path, &ok, body).await.unwrap();
+        let r = request(s.http, "PUT", path, &ok, body).await.unwrap();
         assert_eq!(r.status, 400);
         assert_eq!(
             r.body,
@@ -87,7 +88,7 @@ async fn admin_log_level() {
         );
     }
     for body in ["", "not json", r#"{"lvl":"debug"}"#] {
-        let r = http(s.http, "PUT", "/admin/log-level", &ok, body)
+        let r = request(s.http, "PUT", "/admin/log-level", &ok, body)
             .await
             .unwrap();
         assert_eq!(r.status, 400, "{body}");
@@ -99,7 +100,7 @@ async fn admin_log_level() {
     assert_eq!(LevelFilter::current(), LevelFilter::ERROR);
 
     // FeatherID's route, GET and POST.
-    let r = http(s.http, "GET", "/api/v1/log/level?level=info", &ok, "")
+    let r = request(s.http, "GET", "/api/v1/log/level?level=info", &ok, "")
         .await
         .unwrap();
     assert_eq!(
@@ -107,16 +108,16 @@ async fn admin_log_level() {
         (200, r#"{"code":0,"msg":"success","data":"info"}"#)
     );
     assert_eq!(LevelFilter::current(), LevelFilter::INFO);
-    let r = http(s.http, "POST", "/api/v1/log/level?level=warn", &ok, "")
+    let r = request(s.http, "POST", "/api/v1/log/level?level=warn", &ok, "")
         .await
         .unwrap();
     assert_eq!(r.body, r#"{"code":0,"msg":"success","data":"warn"}"#);
     assert_eq!(LevelFilter::current(), LevelFilter::WARN);
-    let r = http(s.http, "GET", "/api/v1/log/level", &ok, "")
+    let r = request(s.http, "GET", "/api/v1/log/level", &ok, "")
         .await
         .unwrap();
     assert_eq!(r.body, r#"{"code":0,"msg":"success","data":"warn"}"#);
-    let r = http(s.http, "GET", "/api/v1/log/level?level=verbose", &ok, "")
+    let r = request(s.http, "GET", "/api/v1/log/level?level=verbose", &ok, "")
         .await
         .unwrap();
     assert_eq!(r.status, 400);

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use floe_server::Config;
-use floe_testkit::{metric_value, rss_bytes};
-use sqlx::Connection;
+use floe_testkit::http::{get, read_response, request, Connection};
+use floe_testkit::{eventually_async, metric_value, rss_bytes};
+use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -48,47 +49,11 @@ async fn closed_by(s: &mut TcpStream, deadline: Instant) -> Option<Instant> {
     }
 }
 
-/// Reads one response with a Content-Length from a keep-alive connection: (status, body).
-async fn read_response(s: &mut TcpStream) -> (u16, String) {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if raw.len() >= split + 4 + len {
-                let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-                let body = String::from_utf8_lossy(&raw[split + 4..split + 4 + len]).into_owned();
-                return (status, body);
-            }
-        }
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed mid-response: {}",
-            String::from_utf8_lossy(&raw)
-        );
-        raw.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// A keep-alive GET on `s`.
-async fn get_on(s: &mut TcpStream, path: &str) -> (u16, String) {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    read_response(s).await
-}
-
 /// Sends `count` requests whose 2 MB body stalls after 1 MB; returns the statuses seen within
 /// a few seconds (0 for none) and keeps the writers alive until the caller drops the handles.
+///
+/// Raw bytes on a socket: no HTTP client stalls a body on purpose. Only the status line is read,
+/// as the server may reset the connection (its body unread) right after answering.
 async fn stalled_bodies(
     addr: SocketAddr,
     count: usize,
@@ -184,7 +149,7 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
 
     // Declared too large: refused from the header, body unread.
     let big = "x".repeat(64 * 1024 + 1);
-    let r = http(
+    let r = request(
         s.http,
         "POST",
         "/admin/tags",
@@ -204,7 +169,8 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
         r.body
     );
 
-    // Chunked, so no length up front: cut at the limit.
+    // Chunked, so no length up front: cut at the limit. Raw bytes: the test is about the chunks
+    // on the wire, so it writes them itself.
     let mut c = TcpStream::connect(s.http).await.unwrap();
     let mut req = format!(
         "POST /admin/tags HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -214,11 +180,14 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
     }
     req.push_str("0\r\n\r\n");
     c.write_all(req.as_bytes()).await.unwrap();
-    let (status, body) = read_response(&mut c).await;
-    assert_eq!(status, 413, "{body}");
-    assert!(body.contains(r#""code":"too_large""#), "{body}");
+    let r = read_response(&mut c)
+        .await
+        .expect("a response to the chunked body");
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains(r#""code":"too_large""#), "{}", r.body);
 
-    // A body that stops arriving: 408 after server.http_body_timeout (300 ms).
+    // A body that stops arriving: 408 after server.http_body_timeout (300 ms). Raw bytes: a
+    // client would not declare 100 bytes and send 4.
     let mut c = TcpStream::connect(s.http).await.unwrap();
     let started = Instant::now();
     c.write_all(
@@ -227,10 +196,12 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
     )
     .await
     .unwrap();
-    let (status, body) = read_response(&mut c).await;
-    assert_eq!(status, 408, "{body}");
-    assert!(body.contains(r#""code":"timeout""#), "{body}");
-    assert!(body.contains("server.http_body_timeout"), "{body}");
+    let r = read_response(&mut c)
+        .await
+        .expect("a response to the stalled body");
+    assert_eq!(r.status, 408, "{}", r.body);
+    assert!(r.body.contains(r#""code":"timeout""#), "{}", r.body);
+    assert!(r.body.contains("server.http_body_timeout"), "{}", r.body);
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(250) && took < Duration::from_secs(3),
@@ -244,7 +215,7 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
         ("PUT", "/admin/tags/%FF", r#"{"step":5}"#),
         ("PUT", "/admin/log-level", "\u{1}"),
     ] {
-        let r = http(s.http, method, path, &[("Authorization", &auth)], body)
+        let r = request(s.http, method, path, &[("Authorization", &auth)], body)
             .await
             .unwrap();
         assert_eq!(r.status, 400, "{method} {path}: {}", r.body);
@@ -254,7 +225,7 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
     // The scheme is case-insensitive (RFC 7235).
     for scheme in ["bearer", "BEARER", "Bearer"] {
         let value = format!("{scheme} {TOKEN}");
-        let r = http(
+        let r = request(
             s.http,
             "GET",
             "/admin/log-level",
@@ -265,7 +236,7 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
         .unwrap();
         assert_eq!(r.status, 200, "{scheme}: {}", r.body);
     }
-    let r = http(
+    let r = request(
         s.http,
         "GET",
         "/admin/log-level",
@@ -302,6 +273,7 @@ async fn slowloris_heads_are_closed_after_the_header_timeout() {
     let s = TestServer::start(limited(300, 10_000, 1_000)).await;
     let mut conns = Vec::new();
     let started = Instant::now();
+    // Raw bytes: a head that never ends is what no client sends.
     for _ in 0..50 {
         let mut c = TcpStream::connect(s.http).await.unwrap();
         c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ")
@@ -327,16 +299,17 @@ async fn slowloris_heads_are_closed_after_the_header_timeout() {
 async fn idle_keep_alive_is_closed_after_the_idle_timeout_not_the_header_timeout() {
     let _serial = SERIAL.lock().await;
     let s = TestServer::start(limited(200, 800, 1_000)).await;
-    let mut c = TcpStream::connect(s.http).await.unwrap();
-    assert_eq!(get_on(&mut c, "/healthz").await.0, 200);
-    // Quiet for longer than the header timeout: still a usable keep-alive connection.
+    let mut c = Connection::open(s.http).await.unwrap();
+    assert_eq!(c.get("/healthz").await.status, 200);
+    // Quiet for longer than the header timeout (the time passing is the test): still a usable
+    // keep-alive connection.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(get_on(&mut c, "/healthz").await.0, 200);
+    assert_eq!(c.get("/healthz").await.status, 200);
     let idle_from = Instant::now();
-    let at = closed_by(&mut c, idle_from + Duration::from_secs(3))
+    tokio::time::timeout_at(idle_from + Duration::from_secs(3), c.closed())
         .await
         .expect("idle keep-alive connection still open after 3 s");
-    let idle = at - idle_from;
+    let idle = idle_from.elapsed();
     assert!(
         idle >= Duration::from_millis(700) && idle < Duration::from_millis(2_000),
         "closed after {idle:?} idle"
@@ -352,20 +325,26 @@ async fn connections_over_the_cap_are_closed_at_once() {
     for _ in 0..3 {
         idle.push(TcpStream::connect(s.http).await.unwrap());
     }
-    let mut scrape = TcpStream::connect(s.http).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let rejected_before = loop {
-        let (status, body) = get_on(&mut scrape, "/metrics").await;
-        assert_eq!(status, 200);
-        // Connections of earlier tests may still be closing: the gauge is process-wide.
-        if metric_value(&body, "floe_http_connections_open") == Some(4.0) {
-            break metric_value(&body, "floe_http_connections_rejected_total").unwrap_or(0.0);
-        }
-        assert!(Instant::now() < deadline, "gauge never showed 4: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut scrape = Connection::open(s.http).await.unwrap();
+    // Connections of earlier tests may still be closing: the gauge is process-wide.
+    let rejected_before = eventually_async(
+        Duration::from_secs(5),
+        "the open-connections gauge shows the cap (4)",
+        async || {
+            let r = scrape.get("/metrics").await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            match metric_value(&r.body, "floe_http_connections_open") {
+                Some(4.0) => Ok(
+                    metric_value(&r.body, "floe_http_connections_rejected_total").unwrap_or(0.0),
+                ),
+                open => Err(format!("floe_http_connections_open {open:?}")),
+            }
+        },
+    )
+    .await;
 
     let started = Instant::now();
+    // Raw bytes: the request must not matter, only that the connection is closed unanswered.
     let mut fifth = TcpStream::connect(s.http).await.unwrap();
     let _ = fifth
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -380,7 +359,7 @@ async fn connections_over_the_cap_are_closed_at_once() {
         started.elapsed()
     );
 
-    let (_, body) = get_on(&mut scrape, "/metrics").await;
+    let body = scrape.get("/metrics").await.body;
     assert_eq!(
         metric_value(&body, "floe_http_connections_open"),
         Some(4.0),
@@ -394,15 +373,13 @@ async fn connections_over_the_cap_are_closed_at_once() {
 
     // A freed slot is usable again.
     drop(idle.pop());
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        if let Ok(r) = http(s.http, "GET", "/healthz", &[], "").await {
-            assert_eq!(r.status, 200);
-            break;
-        }
-        assert!(Instant::now() < deadline, "the freed slot was not reused");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let r = eventually_async(
+        Duration::from_secs(3),
+        "the freed slot is reused",
+        async || request(s.http, "GET", "/healthz", &[], "").await,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,11 +391,11 @@ async fn health_fails_while_an_empty_tag_cannot_refill() {
     .unwrap();
     let s = TestServer::start(cfg).await;
     // The first /alloc creates the tag (auto_create), retried while the table is being created.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(s.http, "/alloc?app_tag=pay").await.status != 200 {
-        assert!(Instant::now() < deadline, "the tag was never served");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async(Duration::from_secs(10), "the tag is served", async || {
+        let r = get(s.http, "/alloc?app_tag=pay").await;
+        (r.status == 200).then_some(()).ok_or(r.body)
+    })
+    .await;
 
     // The store goes away (another writer holds the database), then the buffer runs dry.
     let url = format!("sqlite:{}", s.dir.path().join("floe.db").display());
@@ -445,19 +422,19 @@ async fn health_fails_while_an_empty_tag_cannot_refill() {
     // The store returns: healthy again, in the original's shape byte for byte.
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     drop(lock);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let r = eventually_async(Duration::from_secs(10), "healthy again", async || {
         let r = get(s.http, "/health?app_tag=pay").await;
         if r.status == 200 {
-            let left = r.json()["left"].as_u64().unwrap();
-            assert!(left > 0, "{}", r.body);
-            assert_eq!(
-                r.body,
-                format!(r#"{{"resp_code":0,"msg":"success","left":{left}}}"#)
-            );
-            break;
+            Ok(r)
+        } else {
+            Err(r.body)
         }
-        assert!(Instant::now() < deadline, "never healthy again: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    let left = r.json()["left"].as_u64().unwrap();
+    assert!(left > 0, "{}", r.body);
+    assert_eq!(
+        r.body,
+        format!(r#"{{"resp_code":0,"msg":"success","left":{left}}}"#)
+    );
 }

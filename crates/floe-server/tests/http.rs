@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use floe_testkit::http::{get, request};
+use floe_testkit::{assert_increasing, eventually_async, metric_value};
 use serde_json::json;
 
 async fn server() -> TestServer {
@@ -184,21 +186,68 @@ async fn info_health_ready_metrics() {
     let r = get(s.http, "/readyz").await;
     assert_eq!((r.status, r.body.as_str()), (200, "{\"status\":\"ready\"}"));
 
-    get(s.http, "/v1/snowflake?count=7").await;
+    // Metrics are process-wide and the other tests of this file run beside this one: counters
+    // are compared before and after (others can only add), gauges awaited at this node's value.
+    let issued = "floe_ids_issued_total{mode=\"snowflake\",protocol=\"http\"}";
+    let timed = "floe_request_duration_seconds_count{protocol=\"http\",route=\"/v1/snowflake\"}";
+    let before = get(s.http, "/metrics").await.body;
+    let counted = |page: &str, series: &str| metric_value(page, series).unwrap_or(0.0);
+    assert_eq!(get(s.http, "/v1/snowflake?count=7").await.status, 200);
     let m = get(s.http, "/metrics").await;
     assert_eq!(m.status, 200);
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
-    for name in [
-        "floe_ids_issued_total{mode=\"snowflake\",protocol=\"http\"}",
-        "floe_request_duration_seconds_bucket{protocol=\"http\",route=\"/v1/snowflake\"",
-        "floe_clock_drift_seconds",
-        "floe_clock_behind_seconds",
-        "floe_clock_rollback_exceeded",
-        "floe_layout_seconds_left",
-        "floe_ready",
-    ] {
-        assert!(m.body.contains(name), "/metrics lacks {name}:\n{}", m.body);
-    }
+    assert!(
+        counted(&m.body, issued) - counted(&before, issued) >= 7.0,
+        "7 IDs issued over HTTP, {issued}: {:?} then {:?}",
+        metric_value(&before, issued),
+        metric_value(&m.body, issued)
+    );
+    assert!(
+        counted(&m.body, timed) - counted(&before, timed) >= 1.0,
+        "one request timed, {timed}: {:?} then {:?}",
+        metric_value(&before, timed),
+        metric_value(&m.body, timed)
+    );
+    assert!(
+        m.body.contains(
+            "floe_request_duration_seconds_bucket{protocol=\"http\",route=\"/v1/snowflake\""
+        ),
+        "{}",
+        m.body
+    );
+    eventually_async(
+        WAIT,
+        "the clock and readiness gauges show a ready node with a sound clock",
+        async || {
+            let page = get(s.http, "/metrics").await.body;
+            let value = |series| metric_value(&page, series);
+            let shown = [
+                ("floe_ready", value("floe_ready") == Some(1.0)),
+                (
+                    "floe_clock_rollback_exceeded",
+                    value("floe_clock_rollback_exceeded") == Some(0.0),
+                ),
+                (
+                    "floe_clock_behind_seconds",
+                    value("floe_clock_behind_seconds") == Some(0.0),
+                ),
+                (
+                    // Never more ahead than max_drift (1 s by default).
+                    "floe_clock_drift_seconds",
+                    value("floe_clock_drift_seconds").is_some_and(|d| (0.0..=1.0).contains(&d)),
+                ),
+                (
+                    "floe_layout_seconds_left",
+                    value("floe_layout_seconds_left").is_some_and(|v| v > 0.0),
+                ),
+            ];
+            match shown.iter().find(|(_, ok)| !ok) {
+                None => Ok(()),
+                Some((name, _)) => Err(format!("{name} {:?}", value(name))),
+            }
+        },
+    )
+    .await;
     s.stop().await.0.unwrap();
 }
 
@@ -335,7 +384,7 @@ async fn unknown_routes_and_methods() {
         r.body,
         error_body("not_found", "no route for GET /nope; see docs/protocol.md")
     );
-    let r = http(s.http, "POST", "/v1/snowflake", &[], "")
+    let r = request(s.http, "POST", "/v1/snowflake", &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 405);
@@ -347,7 +396,7 @@ async fn unknown_routes_and_methods() {
         ("GET", "/api/v1/log/level?level=debug"),
         ("POST", "/api/v1/log/level?level=debug"),
     ] {
-        let r = http(s.http, method, path, &[("Authorization", "Bearer x")], "")
+        let r = request(s.http, method, path, &[("Authorization", "Bearer x")], "")
             .await
             .unwrap();
         assert_eq!(r.status, 404, "{method} {path}");

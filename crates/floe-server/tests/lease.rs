@@ -20,14 +20,20 @@
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use floe_server::{Config, LogLevel};
-use floe_testkit::{host_port, redis_url, unique, with_host_port, ChaosProxy};
+use floe_testkit::http::get;
+use floe_testkit::{
+    assert_increasing, consistently_async, eventually_async, host_port, redis_url, unique,
+    with_host_port, ChaosProxy,
+};
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
@@ -51,6 +57,7 @@ fn worker(id: u64) -> u64 {
 }
 
 /// A node leasing its worker id from the Redis at `url`, in `namespace`.
+#[track_caller]
 fn lease_config(url: &str, namespace: &str, ttl: Duration) -> Config {
     let mut c = Config::from_toml(&format!(
         r#"
@@ -97,11 +104,23 @@ async fn cleanup(con: &mut MultiplexedConnection, namespace: &str) {
     }
 }
 
-/// `/v1/info`'s `lease` object.
-async fn lease_info(http: SocketAddr) -> serde_json::Value {
-    let r = get(http, "/v1/info").await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["lease"].clone()
+/// `/v1/info`'s `lease` object (a plain function returning a future, so a failure names the
+/// test's line).
+#[track_caller]
+fn lease_info(http: SocketAddr) -> impl Future<Output = serde_json::Value> {
+    let at = Location::caller();
+    async move {
+        let r = get(http, "/v1/info").await;
+        assert_eq!(r.status, 200, "{} (at {at})", r.body);
+        r.json()["lease"].clone()
+    }
+}
+
+/// When A's fence falls, as `/v1/info` reports it: moves forward with every renewal.
+async fn fence_at(http: SocketAddr) -> Instant {
+    let lease = lease_info(http).await;
+    let fence_in = lease["fence_in_ms"].as_i64().expect("fence_in_ms");
+    Instant::now() + Duration::from_millis(fence_in.max(0) as u64)
 }
 
 async fn readyz(http: SocketAddr) -> (u16, String) {
@@ -110,19 +129,44 @@ async fn readyz(http: SocketAddr) -> (u16, String) {
 }
 
 /// Polls `/readyz` until it is 200.
-async fn wait_ready(http: SocketAddr, what: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+#[track_caller]
+fn wait_ready(http: SocketAddr, what: &str, within: Duration) -> impl Future<Output = ()> {
+    eventually_async(within, &format!("{what} is ready"), async move || {
         let (status, body) = readyz(http).await;
-        if status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not ready within {within:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (status == 200).then_some(()).ok_or(body)
+    })
+}
+
+/// Waits until `/readyz` gives a reason containing `reason` (returning it), failing the test if
+/// `who` is ready meanwhile.
+#[track_caller]
+fn unready_because<'a>(
+    http: SocketAddr,
+    reason: &'a str,
+    who: &'a str,
+) -> impl Future<Output = String> + 'a {
+    eventually_async(
+        WAIT,
+        &format!("{who}: /readyz names {reason:?}"),
+        async move || {
+            let (status, body) = readyz(http).await;
+            assert_eq!(status, 503, "{who} must not be ready: {body}");
+            if body.contains(reason) {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    )
+}
+
+/// Checks that `/readyz` answers 503 throughout `during`.
+#[track_caller]
+fn stays_unready(http: SocketAddr, during: Duration, what: &str) -> impl Future<Output = ()> {
+    consistently_async(during, what, async move || {
+        let (status, body) = readyz(http).await;
+        (status == 503).then_some(()).ok_or(body)
+    })
 }
 
 /// One v2 snowflake request on a fresh connection.
@@ -145,16 +189,19 @@ struct Sample {
 /// Requests `BATCH` IDs over and over on one v2 connection until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
-    task: JoinHandle<Vec<Sample>>,
+    /// What was asked and answered so far, so a test can wait for progress.
+    samples: Arc<Mutex<Vec<Sample>>>,
+    task: JoinHandle<()>,
 }
 
 impl Load {
     fn start(addr: SocketAddr) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let log = samples.clone();
         let task = tokio::spawn(async move {
             let mut s = connect(addr).await;
-            let mut samples = Vec::new();
             let mut req_id = 0u32;
             while !flag.load(Ordering::Acquire) {
                 req_id += 1;
@@ -165,17 +212,33 @@ impl Load {
                 let r = read_v2(&mut s).await;
                 let recv = Instant::now();
                 assert_eq!(r.req_id, req_id, "replies keep request order");
-                samples.push(Sample {
+                log.lock().unwrap().push(Sample {
                     sent,
                     recv,
                     error: (r.status != 0).then_some((r.status, r.message)),
                     ids: r.ids,
                 });
+                // Pacing of the load, not a wait.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            samples
         });
-        Load { stop, task }
+        Load {
+            stop,
+            samples,
+            task,
+        }
+    }
+
+    /// How many requests sent after `since` were served.
+    fn served_since(&self, since: Instant) -> usize {
+        let samples = self.samples.lock().unwrap();
+        ok(&samples).filter(|s| s.sent > since).count()
+    }
+
+    /// Waits until a request sent after `since` was served.
+    #[track_caller]
+    fn serves_after(&self, since: Instant, what: &str) -> impl Future<Output = ()> + '_ {
+        eventually_async(WAIT, what, async move || self.served_since(since) > 0)
     }
 
     async fn finish(self) -> Vec<Sample> {
@@ -183,7 +246,8 @@ impl Load {
         tokio::time::timeout(WAIT, self.task)
             .await
             .expect("load loop ends")
-            .expect("load loop does not panic")
+            .expect("load loop does not panic");
+        std::mem::take(&mut *self.samples.lock().unwrap())
     }
 }
 
@@ -203,6 +267,7 @@ impl ReadyLog {
                 let at = Instant::now();
                 let (status, body) = readyz(http).await;
                 log.push((at, status, body));
+                // The poller's pace, not a wait.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             log
@@ -256,40 +321,52 @@ async fn a_cut_off_node_stops_at_its_fence_before_its_id_is_granted_again() {
 
     let b = TestServer::start(lease_config(&redis, &ns, TTL)).await;
     let b_load = Load::start(b.tcp);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = readyz(b.http).await;
-        assert_eq!(
-            status, 503,
-            "B must not be ready while A and C hold the pool: {body}"
-        );
-        if body.contains("every worker id of the pool is held by a live node") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B never reported the pool exhausted: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    unready_because(
+        b.http,
+        "every worker id of the pool is held by a live node",
+        "B, while A and C hold the pool",
+    )
+    .await;
     let b_lease = lease_info(b.http).await;
     assert_eq!(b_lease["held"], false, "{b_lease}");
 
+    let load_from = Instant::now();
     let a_load = Load::start(a.tcp);
     let a_ready = ReadyLog::start(a.http);
-    // At least one renewal (every ttl/3) while A serves.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // At least one renewal (every ttl/3) while A serves: its fence moves forward.
+    let fence_from = fence_at(a.http).await;
+    eventually_async(WAIT, "A renews its lease while serving", async || {
+        let moved = fence_at(a.http).await.saturating_duration_since(fence_from);
+        let served = a_load.served_since(load_from);
+        (moved > Duration::from_millis(100) && served > 0)
+            .then_some(())
+            .ok_or(format!("fence moved {moved:?}, {served} requests served"))
+    })
+    .await;
 
     let cut_at = Instant::now();
     proxy.cut();
-    // The store's expiry of A's lease, measured after the cut: nothing can extend it any more.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let asked = Instant::now();
-    let pttl: i64 = redis::cmd("PTTL")
-        .arg(&worker_key)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    // The store's expiry of A's lease, measured once its key counts down between two reads:
+    // a renewal already past the proxy at the cut has landed by then.
+    let mut previous = None;
+    let (asked, pttl) = eventually_async(
+        WAIT,
+        "A's lease key counts down after the cut",
+        async || {
+            let asked = Instant::now();
+            let pttl: i64 = redis::cmd("PTTL")
+                .arg(&worker_key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let counting_down = previous.is_some_and(|p| pttl < p);
+            previous = Some(pttl);
+            counting_down
+                .then_some((asked, pttl))
+                .ok_or(format!("PTTL {pttl}"))
+        },
+    )
+    .await;
     assert!(
         pttl > 0,
         "A's lease key must still be live right after the cut (PTTL {pttl})"
@@ -311,31 +388,35 @@ async fn a_cut_off_node_stops_at_its_fence_before_its_id_is_granted_again() {
     let r = get(a.http, "/v1/snowflake?count=1").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("lease"), "{}", r.body);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    b_load.serves_after(b_ready_at, "B serves once ready").await;
 
     // Healing does not give A anything back: B holds id 0, C id 1.
     let heal_at = Instant::now();
     proxy.heal();
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        let lease = lease_info(a.http).await;
-        assert_eq!(lease["held"], false, "A holds a lease beside B: {lease}");
-        if lease["status"]
-            .as_str()
-            .is_some_and(|s| s.contains("every worker id of the pool is held"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "A never learnt that its id is gone: {lease}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async(
+        Duration::from_secs(8),
+        "A learns that its id is gone",
+        async || {
+            let lease = lease_info(a.http).await;
+            assert_eq!(lease["held"], false, "A holds a lease beside B: {lease}");
+            lease["status"]
+                .as_str()
+                .is_some_and(|s| s.contains("every worker id of the pool is held"))
+                .then_some(())
+                .ok_or(lease)
+        },
+    )
+    .await;
     // A stays out for a while longer, while B keeps serving.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let (status, body) = readyz(a.http).await;
-    assert_eq!(status, 503, "{body}");
+    stays_unready(
+        a.http,
+        Duration::from_secs(1),
+        "A stays unready while B holds its id",
+    )
+    .await;
+    b_load
+        .serves_after(heal_at, "B serves after A is healed")
+        .await;
     let end_at = Instant::now();
 
     let a_samples = a_load.finish().await;
@@ -496,20 +577,28 @@ async fn a_fenced_node_gets_its_own_id_back_when_nobody_took_it() {
     .await;
     wait_ready(a.http, "A", WAIT).await;
     let before = lease_info(a.http).await;
+    let load_from = Instant::now();
     let load = Load::start(a.tcp);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.serves_after(load_from, "A serves before the cut")
+        .await;
 
     // Cut for longer than the ttl: A is fenced and its key expires in Redis, but no other node
     // asks for the id.
     let cut_at = Instant::now();
     proxy.cut();
-    tokio::time::sleep(TTL + Duration::from_millis(500)).await;
-    let exists: i64 = redis::cmd("EXISTS")
-        .arg(format!("floe:{ns}:worker:0"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(exists, 0, "A's lease must have expired during the cut");
+    eventually_async(
+        TTL + Duration::from_millis(500),
+        "A's lease expires during the cut",
+        async || {
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(format!("floe:{ns}:worker:0"))
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            exists == 0
+        },
+    )
+    .await;
     let (status, body) = readyz(a.http).await;
     assert_eq!(status, 503, "{body}");
     let heal_at = Instant::now();
@@ -522,7 +611,8 @@ async fn a_fenced_node_gets_its_own_id_back_when_nobody_took_it() {
         after["epoch"], before["epoch"],
         "the same lease, renewed: {after}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.serves_after(back, "A serves again after healing")
+        .await;
     let samples = load.finish().await;
 
     let refused: Vec<&Sample> = samples.iter().filter(|s| s.error.is_some()).collect();
@@ -572,22 +662,7 @@ async fn a_node_beyond_the_pool_waits_until_a_node_stops() {
 
     let third = TestServer::start(lease_config(&redis, &ns, ttl)).await;
     let expected = "every worker id of the pool is held by a live node";
-    let deadline = Instant::now() + WAIT;
-    let body = loop {
-        let (status, body) = readyz(third.http).await;
-        assert_eq!(
-            status, 503,
-            "a third node on a two-id pool is ready: {body}"
-        );
-        if body.contains(expected) {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not the exhausted message: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    unready_because(third.http, expected, "a third node on a two-id pool").await;
     let lease = lease_info(third.http).await;
     assert_eq!(lease["held"], false, "{lease}");
     assert!(lease["worker_id"].is_null(), "{lease}");
@@ -611,14 +686,16 @@ async fn a_node_beyond_the_pool_waits_until_a_node_stops() {
     }
     assert!(first_ids.ids.iter().all(|id| worker(*id) == 0));
     assert!(second_ids.ids.iter().all(|id| worker(*id) == 1));
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (status, _) = readyz(third.http).await;
-    assert_eq!(status, 503, "{body}");
+    stays_unready(
+        third.http,
+        Duration::from_millis(1_500),
+        "the third node stays unready while the pool is full",
+    )
+    .await;
 
     // An exhausted node stops gracefully (it has nothing to release) and changes nothing.
     let fourth = TestServer::start(lease_config(&redis, &ns, ttl)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(readyz(fourth.http).await.0, 503);
+    unready_because(fourth.http, expected, "a fourth node on a two-id pool").await;
     fourth.stop().await.0.unwrap();
     assert_eq!(lease_info(second.http).await["held"], true);
 
@@ -680,19 +757,7 @@ async fn a_node_started_while_redis_is_down_serves_once_it_is_back() {
     ))
     .await;
     // It starts (listeners up, /healthz 200) but is not ready, and says why.
-    let deadline = Instant::now() + WAIT;
-    let reason = loop {
-        let (status, body) = readyz(a.http).await;
-        assert_eq!(status, 503, "ready without a lease: {body}");
-        if body.contains("redis") {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reason should name the store: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let reason = unready_because(a.http, "redis", "A, without a lease").await;
     assert!(reason.contains("acquiring a worker id"), "{reason}");
     let r = v2_once(a.tcp, 10).await;
     assert_eq!(r.status, 3, "{r:?}");

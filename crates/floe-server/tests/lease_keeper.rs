@@ -3,6 +3,7 @@
 //! scenario against real PostgreSQL, MariaDB and Redis behind a chaos proxy. A missing server fails
 //! these tests.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,8 @@ use floe_store::registry::{
     SqlRegistry, StaticRegistry, WorkerIdSource, WorkerRegistry,
 };
 use floe_testkit::{
-    host_port, mysql_url, postgres_url, redis_url, unique, with_host_port, ChaosProxy,
+    consistently_async, eventually_async, host_port, mysql_url, postgres_url, redis_url, unique,
+    with_host_port, ChaosProxy,
 };
 use sqlx::Executor;
 use tokio::time::{sleep, timeout, Instant};
@@ -267,20 +269,19 @@ fn record(keeper: &LeaseKeeper) -> Arc<Mutex<Vec<Seen>>> {
 }
 
 /// When the recorder first saw `Held` (waiting briefly for it to catch up).
-async fn first_held(log: &Mutex<Vec<Seen>>) -> Instant {
-    for _ in 0..200 {
-        let seen = log
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| matches!(s.state, LeaseState::Held { .. }))
-            .map(|s| s.at);
-        if let Some(at) = seen {
-            return at;
-        }
-        sleep(Duration::from_millis(5)).await;
-    }
-    panic!("no Held state recorded");
+#[track_caller]
+fn first_held(log: &Mutex<Vec<Seen>>) -> impl Future<Output = Instant> + '_ {
+    eventually_async(
+        Duration::from_secs(1),
+        "the recorder sees Held",
+        async || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .find(|s| matches!(s.state, LeaseState::Held { .. }))
+                .map(|s| s.at)
+        },
+    )
 }
 
 /// Waits (bounded) until the keeper's state satisfies `pred`.
@@ -334,8 +335,12 @@ async fn keeper_fences_before_another_node_takes_over(
         .expect("A acquires within 5 s")
         .unwrap();
     let acquired_wall = unix_ms();
-    // Let at least one renewal (every ttl/3 = 500 ms) store A's mark.
-    sleep(Duration::from_millis(800)).await;
+    // At least one renewal (every ttl/3 = 500 ms) stores A's mark: its fence moves.
+    let acquired_fence = fence_of(&a.state()).expect("A's fence");
+    wait_state(&a, ttl, "A renews its lease", |s| {
+        fence_of(s).is_some_and(|f| f > acquired_fence)
+    })
+    .await;
 
     let cut_at = Instant::now();
     proxy.cut();
@@ -418,7 +423,13 @@ async fn keeper_fences_before_another_node_takes_over(
     // Healed, A finds its lease lost and the pool full; it never holds the id beside B.
     let healed_at = Instant::now();
     proxy.heal();
-    sleep(ttl).await;
+    consistently_async(ttl, "B holds the id and A does not", async || {
+        let (a_state, b_state) = (a.state(), b.state());
+        (!matches!(a_state, LeaseState::Held { .. }) && matches!(b_state, LeaseState::Held { .. }))
+            .then_some(())
+            .ok_or(format!("A {a_state:?}, B {b_state:?}"))
+    })
+    .await;
     assert!(
         a_log
             .lock()

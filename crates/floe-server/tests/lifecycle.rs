@@ -3,17 +3,24 @@
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::panic::Location;
 
 use common::*;
 use floe_server::{Listeners, Server, ServerError};
 use tokio::io::AsyncWriteExt;
 
-async fn fetch(server: &TestServer, n: u32) -> Vec<u64> {
-    let mut s = connect(server.tcp).await;
-    s.write_all(&v2_request(1, 1, n, b"")).await.unwrap();
-    let r = read_v2(&mut s).await;
-    assert_eq!(r.status, 0, "{}", r.message);
-    r.ids
+/// `n` IDs over v2 (a plain function returning a future, so a failure names the test's line).
+#[track_caller]
+fn fetch(server: &TestServer, n: u32) -> impl Future<Output = Vec<u64>> + '_ {
+    let at = Location::caller();
+    async move {
+        let mut s = connect(server.tcp).await;
+        s.write_all(&v2_request(1, 1, n, b"")).await.unwrap();
+        let r = read_v2(&mut s).await;
+        assert_eq!(r.status, 0, "{} (at {at})", r.message);
+        r.ids
+    }
 }
 
 #[tokio::test]

@@ -6,19 +6,26 @@
 
 mod common;
 
+use std::future::Future;
 use std::io::Write;
+use std::panic::Location;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use floe_server::{Config, LogLevel};
-use floe_testkit::{metric_value, redis_url, unique};
+use floe_testkit::http::get;
+use floe_testkit::{eventually_async, metric_value, redis_url, unique};
 
-/// The scrape page.
-async fn scrape(http: std::net::SocketAddr) -> String {
-    let r = get(http, "/metrics").await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
+/// The scrape page (a plain function returning a future, so a failure names the test's line).
+#[track_caller]
+fn scrape(http: std::net::SocketAddr) -> impl Future<Output = String> {
+    let at = Location::caller();
+    async move {
+        let r = get(http, "/metrics").await;
+        assert_eq!(r.status, 200, "{} (at {at})", r.body);
+        r.body
+    }
 }
 
 /// The value of `series`, which must be on the page.
@@ -28,29 +35,28 @@ fn value(page: &str, series: &str) -> f64 {
 }
 
 /// Polls the scrape page until `series` satisfies `ok`, or fails naming what was awaited.
-async fn eventually_metric(
+#[track_caller]
+fn eventually_metric<'a>(
     http: std::net::SocketAddr,
-    series: &str,
+    series: &'a str,
     within: Duration,
-    ok: impl Fn(f64) -> bool,
-) -> f64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let page = scrape(http).await;
-        if let Some(v) = metric_value(&page, series) {
-            if ok(v) {
-                return v;
+    ok: impl Fn(f64) -> bool + 'a,
+) -> impl Future<Output = f64> + 'a {
+    eventually_async(
+        within,
+        &format!("{series} reaches the expected value"),
+        async move || {
+            let page = scrape(http).await;
+            match metric_value(&page, series) {
+                Some(v) if ok(v) => Ok(v),
+                _ => Err(page),
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} did not reach the expected value within {within:?}:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+    )
 }
 
 /// `promtool check metrics` on `page`; a missing promtool fails the test.
+#[track_caller]
 fn promtool_check(page: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])

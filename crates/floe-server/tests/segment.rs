@@ -10,12 +10,18 @@
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use common::*;
 use floe_server::Config;
-use floe_testkit::{host_port, mysql_url, postgres_url, unique, with_host_port, ChaosProxy};
+use floe_testkit::http::{get, request, Response};
+use floe_testkit::{
+    assert_increasing, eventually_async, host_port, metric_value, mysql_url, postgres_url, unique,
+    with_host_port, ChaosProxy,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +30,7 @@ const TOKEN: &str = "segment-test-token";
 
 /// A configuration from TOML (so the real `[segment]` keys are exercised), with the admin API
 /// on and quiet logs; `segment` is the body of the `[segment]` table.
+#[track_caller]
 fn seg_config(segment: &str) -> Config {
     let text = format!(
         "[server]\nadmin_token = \"{TOKEN}\"\n[log]\nlevel = \"warn\"\n[segment]\n{segment}\n"
@@ -36,71 +43,84 @@ fn error_body(code: &str, message: &str) -> String {
     json!({"error": {"code": code, "message": message}}).to_string()
 }
 
+// The async helpers are plain functions returning futures, so that a failure names the test's
+// line (`#[track_caller]` does not work on an async fn).
+
 /// An admin request with the right token.
-async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
-    let auth = format!("Bearer {TOKEN}");
-    http(
-        addr,
-        method,
-        path,
-        &[
+#[track_caller]
+fn admin<'a>(
+    addr: SocketAddr,
+    method: &'a str,
+    path: &'a str,
+    body: &'a str,
+) -> impl Future<Output = Response> + 'a {
+    let at = Location::caller();
+    async move {
+        let auth = format!("Bearer {TOKEN}");
+        let headers = [
             ("Authorization", auth.as_str()),
             ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await
-    .expect("admin request")
+        ];
+        request(addr, method, path, &headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("admin {method} {path} (at {at}): {e}"))
+    }
 }
 
 /// Waits until the segment table answers (it is created in the background at start, retried
 /// until the database is there), so a tag can be created.
-async fn wait_segment_ready(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = admin(addr, "GET", "/admin/tags", "").await;
-        if r.status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the segment table never answered: {} {}",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+#[track_caller]
+fn wait_segment_ready(addr: SocketAddr) -> impl Future<Output = ()> {
+    eventually_async(
+        Duration::from_secs(20),
+        "the segment table answers",
+        async move || {
+            let r = admin(addr, "GET", "/admin/tags", "").await;
+            (r.status == 200)
+                .then_some(())
+                .ok_or(format!("{} {}", r.status, r.body))
+        },
+    )
 }
 
 /// Creates `tag` through the admin API and checks the 201 and the row it returns.
-async fn create_tag(addr: SocketAddr, tag: &str, start: u64, step: u64) {
-    let body = json!({"tag": tag, "start": start, "step": step}).to_string();
-    let r = admin(addr, "POST", "/admin/tags", &body).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(
-        r.json(),
-        json!({"tag": tag, "max_id": start, "step": step}),
-        "{}",
-        r.body
-    );
+#[track_caller]
+fn create_tag(addr: SocketAddr, tag: &str, start: u64, step: u64) -> impl Future<Output = ()> + '_ {
+    let at = Location::caller();
+    async move {
+        let body = json!({"tag": tag, "start": start, "step": step}).to_string();
+        let r = admin(addr, "POST", "/admin/tags", &body).await;
+        assert_eq!(r.status, 201, "{} (at {at})", r.body);
+        assert_eq!(
+            r.json(),
+            json!({"tag": tag, "max_id": start, "step": step}),
+            "{} (at {at})",
+            r.body
+        );
+    }
 }
 
 /// One v2 segment request on `conn`; the reply, checked to echo `req_id`.
-async fn v2_segment(
-    conn: &mut tokio::net::TcpStream,
+#[track_caller]
+fn v2_segment<'a>(
+    conn: &'a mut tokio::net::TcpStream,
     req_id: u32,
     count: u32,
-    tag: &str,
-) -> V2Reply {
-    conn.write_all(&v2_request(2, req_id, count, tag.as_bytes()))
-        .await
-        .unwrap();
-    let r = read_v2(conn).await;
-    assert_eq!(r.req_id, req_id, "req_id is echoed: {r:?}");
-    r
+    tag: &'a str,
+) -> impl Future<Output = V2Reply> + 'a {
+    let at = Location::caller();
+    async move {
+        conn.write_all(&v2_request(2, req_id, count, tag.as_bytes()))
+            .await
+            .unwrap();
+        let r = read_v2(conn).await;
+        assert_eq!(r.req_id, req_id, "req_id is echoed: {r:?} (at {at})");
+        r
+    }
 }
 
 /// IDs of a JSON array of numbers or of decimal strings.
+#[track_caller]
 fn json_ids(v: &Value) -> Vec<u64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -119,72 +139,83 @@ fn join(ids: &[u64]) -> String {
 
 /// One ID of `tag` through each single-ID route in turn (`i` picks the route), asserting the
 /// route's exact success body; `Err(description)` when the route answered an error.
-async fn one_id(
+#[track_caller]
+fn one_id<'a>(
     s: SocketAddr,
-    tcp: &mut tokio::net::TcpStream,
-    tag: &str,
+    tcp: &'a mut tokio::net::TcpStream,
+    tag: &'a str,
     i: usize,
-) -> Result<u64, String> {
-    match i % 5 {
-        0 => {
-            let r = v2_segment(tcp, i as u32, 1, tag).await;
-            if r.status != 0 {
-                return Err(format!("v2 status {}: {}", r.status, r.message));
+) -> impl Future<Output = Result<u64, String>> + 'a {
+    let at = Location::caller();
+    async move {
+        match i % 5 {
+            0 => {
+                let r = v2_segment(tcp, i as u32, 1, tag).await;
+                if r.status != 0 {
+                    return Err(format!("v2 status {}: {}", r.status, r.message));
+                }
+                assert_eq!(r.ids.len(), 1, "(at {at})");
+                Ok(r.ids[0])
             }
-            assert_eq!(r.ids.len(), 1);
-            Ok(r.ids[0])
-        }
-        1 => {
-            let r = get(s, &format!("/v1/segment/{tag}")).await;
-            if r.status != 200 {
-                return Err(format!("/v1/segment {}: {}", r.status, r.body));
+            1 => {
+                let r = get(s, &format!("/v1/segment/{tag}")).await;
+                if r.status != 200 {
+                    return Err(format!("/v1/segment {}: {}", r.status, r.body));
+                }
+                let ids = json_ids(&r.json()["ids"]);
+                assert_eq!(
+                    r.body,
+                    format!(r#"{{"tag":"{tag}","ids":[{}]}}"#, join(&ids)),
+                    "(at {at})"
+                );
+                assert_eq!(ids.len(), 1, "(at {at})");
+                Ok(ids[0])
             }
-            let ids = json_ids(&r.json()["ids"]);
-            assert_eq!(
-                r.body,
-                format!(r#"{{"tag":"{tag}","ids":[{}]}}"#, join(&ids))
-            );
-            assert_eq!(ids.len(), 1);
-            Ok(ids[0])
-        }
-        2 => {
-            let r = get(s, &format!("/alloc?app_tag={tag}")).await;
-            if r.status != 200 {
-                return Err(format!("/alloc {}: {}", r.status, r.body));
+            2 => {
+                let r = get(s, &format!("/alloc?app_tag={tag}")).await;
+                if r.status != 200 {
+                    return Err(format!("/alloc {}: {}", r.status, r.body));
+                }
+                let id = r.json()["id"].as_u64().unwrap();
+                assert_eq!(
+                    r.body,
+                    format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#),
+                    "(at {at})"
+                );
+                Ok(id)
             }
-            let id = r.json()["id"].as_u64().unwrap();
-            assert_eq!(
-                r.body,
-                format!(r#"{{"resp_code":0,"msg":"success","id":{id}}}"#)
-            );
-            Ok(id)
-        }
-        3 => {
-            let r = get(s, &format!("/api/v1/id?biz_tag={tag}")).await;
-            assert_eq!(r.status, 200, "FeatherID always answers 200: {}", r.body);
-            if r.json()["code"] != 0 {
-                return Err(format!("/api/v1/id: {}", r.body));
+            3 => {
+                let r = get(s, &format!("/api/v1/id?biz_tag={tag}")).await;
+                assert_eq!(
+                    r.status, 200,
+                    "FeatherID always answers 200: {} (at {at})",
+                    r.body
+                );
+                if r.json()["code"] != 0 {
+                    return Err(format!("/api/v1/id: {}", r.body));
+                }
+                let id = r.json()["data"].as_u64().unwrap();
+                assert_eq!(
+                    r.body,
+                    format!(r#"{{"code":0,"msg":"success","data":{id}}}"#),
+                    "(at {at})"
+                );
+                Ok(id)
             }
-            let id = r.json()["data"].as_u64().unwrap();
-            assert_eq!(
-                r.body,
-                format!(r#"{{"code":0,"msg":"success","data":{id}}}"#)
-            );
-            Ok(id)
-        }
-        _ => {
-            let r = get(s, &format!("/api/segment/get/{tag}")).await;
-            if r.status != 200 {
-                return Err(format!("leaf {}: {}", r.status, r.body));
+            _ => {
+                let r = get(s, &format!("/api/segment/get/{tag}")).await;
+                if r.status != 200 {
+                    return Err(format!("leaf {}: {}", r.status, r.body));
+                }
+                assert!(
+                    r.header("content-type").unwrap().starts_with("text/plain"),
+                    "{:?} (at {at})",
+                    r.headers
+                );
+                Ok(r.body
+                    .parse()
+                    .unwrap_or_else(|_| panic!("not an ID: {:?} (at {at})", r.body)))
             }
-            assert!(
-                r.header("content-type").unwrap().starts_with("text/plain"),
-                "{:?}",
-                r.headers
-            );
-            Ok(r.body
-                .parse()
-                .unwrap_or_else(|_| panic!("not an ID: {:?}", r.body)))
         }
     }
 }
@@ -420,7 +451,7 @@ async fn bad_parameters_get_the_documented_errors() {
     let r = get(h, "/v1/segment/").await;
     assert_eq!(r.status, 404, "no tag, no route: {}", r.body);
     assert_eq!(r.json()["error"]["code"], "not_found");
-    let r = http(h, "POST", "/v1/segment/orders", &[], "")
+    let r = request(h, "POST", "/v1/segment/orders", &[], "")
         .await
         .unwrap();
     assert_eq!(r.status, 405, "{}", r.body);
@@ -509,7 +540,7 @@ async fn bad_parameters_get_the_documented_errors() {
         ("POST", "/admin/tags", r#"{"tag":"x","start":1,"step":10}"#),
         ("PUT", "/admin/tags/orders", r#"{"step":10}"#),
     ] {
-        let r = http(h, method, path, &[], body).await.unwrap();
+        let r = request(h, method, path, &[], body).await.unwrap();
         assert_eq!(r.status, 401, "{method} {path} without token");
         assert_eq!(
             r.body,
@@ -519,7 +550,7 @@ async fn bad_parameters_get_the_documented_errors() {
             )
         );
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
-        let r = http(
+        let r = request(
             h,
             method,
             path,
@@ -706,16 +737,24 @@ async fn unknown_tags_keep_no_memory() {
     let mut tcp = connect(s.tcp).await;
     let r = v2_segment(&mut tcp, 1, 10, &real).await;
     assert_eq!((r.status, r.ids.len()), (0, 10), "{}", r.message);
+    // The gauge shows what the buffer holds, as /health reports it (set by the periodic
+    // maintenance, so it is awaited).
     let gauge = format!("floe_segment_remaining{{tag=\"{real}\"}}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let metrics = loop {
-        let m = get(s.http, "/metrics").await.body;
-        if m.contains(&gauge) || Instant::now() > deadline {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(metrics.contains(&gauge), "the served tag has its gauges");
+    let metrics = eventually_async(
+        Duration::from_secs(5),
+        "the served tag's gauge shows what its buffer holds",
+        async || {
+            let left = get(s.http, &format!("/health?app_tag={real}")).await.json()["left"]
+                .as_f64()
+                .expect("left");
+            let m = get(s.http, "/metrics").await.body;
+            match metric_value(&m, &gauge) {
+                Some(v) if v == left => Ok(m),
+                v => Err(format!("{gauge} {v:?}, /health left {left}")),
+            }
+        },
+    )
+    .await;
     assert!(
         !metrics.contains(&ghost),
         "no state was kept for an unknown tag"
@@ -745,20 +784,17 @@ async fn the_next_segment_is_fetched_before_the_buffer_runs_dry() {
         let r = v2_segment(&mut tcp, round as u32, n, "orders").await;
         assert_eq!(r.status, 0, "{}", r.message);
         all.extend(r.ids);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
+        let what = format!(
+            "after {} IDs the next segment is prefetched (else a request would wait on the database)",
+            all.len()
+        );
+        eventually_async(Duration::from_secs(3), &what, async || {
             let r = get(s.http, "/health?app_tag=orders").await;
-            if r.body == r#"{"resp_code":0,"msg":"success","left":180}"# {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "after {} IDs the next segment was not prefetched: {} (a request would now wait on the database)",
-                all.len(),
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (r.body == r#"{"resp_code":0,"msg":"success","left":180}"#)
+                .then_some(())
+                .ok_or(r.body)
+        })
+        .await;
     }
     assert_eq!(all, (1..=420).collect::<Vec<u64>>());
     s.stop().await.0.unwrap();
@@ -836,8 +872,19 @@ async fn a_refill_in_flight_at_shutdown_is_handed_back_too() {
     let r = v2_segment(&mut tcp, 2, 51, "orders").await;
     assert_eq!(r.ids, (51..=101).collect::<Vec<u64>>(), "{}", r.message);
     drop(tcp);
+    let tcp_addr = s.tcp;
     let stopping = tokio::spawn(s.stop());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The stop has begun (the listener is closed) while the claim still waits on the lock.
+    eventually_async(
+        WAIT,
+        "the stopping server closes its listener",
+        async || tokio::net::TcpStream::connect(tcp_addr).await.is_err(),
+    )
+    .await;
+    assert!(
+        !stopping.is_finished(),
+        "the stop must wait for the claim in flight"
+    );
     lock.commit().await.unwrap();
     let (result, _dir) = tokio::time::timeout(Duration::from_secs(30), stopping)
         .await
@@ -870,15 +917,13 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
     let r = v2_segment(&mut tcp, 1, 20, tag).await;
     assert_eq!(r.status, 0, "{}", r.message);
     seen.extend(r.ids);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually_async(Duration::from_secs(5), "the prefetch", async || {
         let r = get(s.http, &format!("/health?app_tag={tag}")).await;
-        if r.body == r#"{"resp_code":0,"msg":"success","left":180}"# {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no prefetch: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (r.body == r#"{"resp_code":0,"msg":"success","left":180}"#)
+            .then_some(())
+            .ok_or(r.body)
+    })
+    .await;
 
     // The database goes away: every buffered ID is still served, through every route.
     proxy.cut();
@@ -969,18 +1014,12 @@ async fn outage_serves_the_buffer_then_fails_fast_then_recovers_without_restart(
     // The database comes back: service resumes by itself, no restart.
     proxy.heal();
     let healed = Instant::now();
-    let id = loop {
-        match one_id(s.http, &mut tcp, tag, 0).await {
-            Ok(id) => break id,
-            Err(e) => {
-                assert!(
-                    healed.elapsed() < Duration::from_secs(5),
-                    "no recovery: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let id = eventually_async(
+        Duration::from_secs(5),
+        "recovery after the heal",
+        async || one_id(s.http, &mut tcp, tag, 0).await,
+    )
+    .await;
     let recovery = healed.elapsed();
     // "Within a second" is the design (backoff capped at 0.5 s); the bound is generous so a
     // loaded CI machine does not fail it.

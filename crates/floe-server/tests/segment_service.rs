@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 use floe_core::SegmentConfig;
 use floe_server::segment::{SegmentError, SegmentService, ServiceConfig};
 use floe_store::segment::{SegmentStore, SqlSegmentStore, StoreOptions, TableSpec};
-use floe_testkit::{postgres_url, unique, with_host_port, ChaosProxy};
+use floe_testkit::{
+    assert_increasing, eventually_async, postgres_url, unique, with_host_port, ChaosProxy,
+};
+
+/// Upper bound of a wait for the service's background work.
+const WAIT: Duration = Duration::from_secs(5);
 
 fn table() -> TableSpec {
     TableSpec {
@@ -50,10 +55,8 @@ async fn serves_across_many_refills_unique_and_increasing() {
     for i in 0..500u64 {
         ids.extend(take(&svc, "orders", 1 + i % 13).await.unwrap());
     }
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "one node's IDs increase"
-    );
+    // One node's IDs increase.
+    assert_increasing(&ids);
     assert_eq!(ids[0], 1, "ID 0 is never issued");
     let state = &svc.states()[0];
     assert!(state.refills > 5, "{state:?}");
@@ -153,11 +156,11 @@ async fn outage_serves_the_buffer_then_errors_then_recovers_without_restart() {
     for id in take(&svc, "pay", 20).await.unwrap() {
         assert!(seen.insert(id));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        svc.states()[0].next_ready,
-        "the next segment was prefetched"
-    );
+    eventually_async(WAIT, "the next segment is prefetched", async || {
+        let state = svc.states()[0].clone();
+        state.next_ready.then_some(()).ok_or(format!("{state:?}"))
+    })
+    .await;
     proxy.cut();
     // Everything buffered is still served, without error.
     let mut served_during_outage = 0;
@@ -190,15 +193,12 @@ async fn outage_serves_the_buffer_then_errors_then_recovers_without_restart() {
     // Heal: service resumes by itself, within about a second.
     proxy.heal();
     let healed = Instant::now();
-    let ids = loop {
-        match take(&svc, "pay", 1).await {
-            Ok(ids) => break ids,
-            Err(_) => {
-                assert!(healed.elapsed() < Duration::from_secs(5), "no recovery");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let ids = eventually_async(
+        Duration::from_secs(5),
+        "recovery after the heal",
+        async || take(&svc, "pay", 1).await,
+    )
+    .await;
     assert!(seen.insert(ids[0]));
     assert!(
         healed.elapsed() < Duration::from_secs(2),
@@ -223,7 +223,11 @@ async fn a_batch_that_cannot_be_served_takes_nothing() {
     )
     .unwrap();
     assert_eq!(take(&svc, "b", 1).await.unwrap(), [1]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually_async(WAIT, "the next segment is prefetched", async || {
+        let state = svc.states()[0].clone();
+        state.next_ready.then_some(()).ok_or(format!("{state:?}"))
+    })
+    .await;
     proxy.cut();
     let held = svc.states()[0].remaining;
     assert!(held > 0);

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
+use floe_testkit::http::get;
+use floe_testkit::{eventually_async, metric_value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -20,6 +22,9 @@ async fn connections_over_max_are_closed_at_once() {
         s.write_all(&[0, 0]).await.unwrap();
         read_n(s, 8).await;
     }
+    // Only this test of the file rejects connections, so the process-wide counter moves by one.
+    let rejected = "floe_tcp_connections_rejected_total";
+    let before = metric_value(&get(server.http, "/metrics").await.body, rejected).unwrap_or(0.0);
     let started = Instant::now();
     let mut c = connect(server.tcp).await;
     let _ = c.write_all(&[0, 0]).await;
@@ -34,26 +39,24 @@ async fn connections_over_max_are_closed_at_once() {
     );
 
     let metrics = get(server.http, "/metrics").await.body;
-    assert!(
-        metrics.contains("floe_tcp_connections_rejected_total"),
-        "{metrics}"
+    assert_eq!(
+        metric_value(&metrics, rejected),
+        Some(before + 1.0),
+        "{rejected}: the third connection is counted once"
     );
 
     // Closing one frees its slot.
     drop(a);
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually_async(WAIT, "the closed connection's slot is freed", async || {
         let mut d = connect(server.tcp).await;
         d.write_all(&[0, 0]).await.unwrap();
         let mut buf = [0u8; 8];
-        if let Ok(Ok(8)) =
-            tokio::time::timeout(Duration::from_secs(1), d.read_exact(&mut buf)).await
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot not freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), d.read_exact(&mut buf)).await,
+            Ok(Ok(8))
+        )
+    })
+    .await;
     b.write_all(&[0, 0]).await.unwrap();
     read_n(&mut b, 8).await;
     server.stop().await.0.unwrap();
@@ -86,6 +89,7 @@ async fn a_partial_frame_is_dropped_after_frame_timeout() {
             closed = true;
             break;
         }
+        // The dribbling is the test, not a wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     closed = closed || closed_without_bytes(&mut s).await;
@@ -96,7 +100,7 @@ async fn a_partial_frame_is_dropped_after_frame_timeout() {
         started.elapsed()
     );
 
-    // A connection that completes its frames in time is not affected.
+    // A connection that completes its frames in time is not affected (the pauses are the test).
     let mut s = connect(server.tcp).await;
     for _ in 0..3 {
         s.write_all(&[0]).await.unwrap();
@@ -143,6 +147,8 @@ async fn a_client_that_does_not_read_is_throttled_not_buffered() {
         let _ = w.write_all(&frames).await;
         w
     });
+    // Time enough for a server that kept reading to swallow all 30 MB: the writer can only
+    // finish, never unfinish, so one look at the end shows it was held up all along.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !writer.is_finished(),
@@ -188,7 +194,11 @@ async fn graceful_shutdown_answers_requests_already_read() {
         .flat_map(|i| v2_request(1, i, 100_000, b""))
         .collect();
     busy.write_all(&frames).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The first reply arriving shows the work is in flight.
+    tokio::time::timeout(WAIT, busy.readable())
+        .await
+        .expect("the first reply within WAIT")
+        .unwrap();
     let mut server = server;
     server.signal_stop();
 

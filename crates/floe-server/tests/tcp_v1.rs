@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use floe_testkit::assert_increasing;
 use tokio::io::AsyncWriteExt;
 
 fn time_of(id: u64) -> u64 {

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use floe_testkit::{assert_increasing, http::get};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]

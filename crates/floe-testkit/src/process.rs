@@ -32,6 +32,7 @@ pub fn clean_command<S: AsRef<std::ffi::OsStr>>(
 }
 
 /// The usual `serve` arguments: ephemeral loopback ports, `data_dir`, warnings only.
+#[track_caller]
 pub fn serve_args(data_dir: &Path) -> Vec<String> {
     [
         "serve",
@@ -90,6 +91,7 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 impl FloeProcess {
     /// Spawns `cmd` (a `floe serve` command line) and waits for its listening line; panics with
     /// its stderr if none comes within [`STARTUP`].
+    #[track_caller]
     pub fn spawn(mut cmd: Command) -> FloeProcess {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -141,6 +143,7 @@ impl FloeProcess {
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") with the `kill` command.
+    #[track_caller]
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.pid().to_string()])
@@ -149,25 +152,19 @@ impl FloeProcess {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Waits for the process to exit, failing the test after `within`.
+    /// Waits for the process to exit, failing the test after `within` (the process is then
+    /// killed when dropped).
+    #[track_caller]
     pub fn wait(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "floe did not exit within {within:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::eventually(within, "floe exits", || match self.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err(format!("still running; stderr:\n{}", self.stderr())),
+            Err(e) => panic!("try_wait: {e}"),
+        })
     }
 
     /// SIGTERM, then the exit status (bounded by `within`).
+    #[track_caller]
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
         self.signal("TERM");
         self.wait(within)

@@ -15,6 +15,7 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size_kib` KiB.
+    #[track_caller]
     pub fn mount(size_kib: u64) -> Tmpfs {
         let base = std::env::temp_dir().join(crate::unique("floe_tmpfs"));
         std::fs::create_dir_all(&base).expect("create the mount point");

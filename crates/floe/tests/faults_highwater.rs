@@ -14,10 +14,9 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use floe_testkit::Tmpfs;
-use support::{
-    eventually, genid_seconds, http_get, metric, serve_to_exit, unix_ms, v2_fetch, Floe, Seen, V2,
-};
+use floe_testkit::http::blocking;
+use floe_testkit::{consistently, eventually, Tmpfs};
+use support::{genid_seconds, metric, serve_to_exit, unix_ms, v2_fetch, Floe, Seen, V2};
 
 /// `snowflake.high_water_window` (default): how far ahead of need the mark is written.
 const WINDOW: Duration = Duration::from_secs(2);
@@ -176,11 +175,17 @@ fn a_deleted_lock_file_refuses_a_second_node_and_stops_the_first_within_its_wind
         "{}",
         a.stderr()
     );
-    let (ready, body) = http_get(a.http, "/readyz");
-    assert_eq!(ready, 503, "{body}");
+    let r = blocking::get(a.http, "/readyz");
+    assert_eq!(r.status, 503, "{}", r.body);
     // And it stays stopped: the writes never come back on their own.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(v2.snowflake(1).map_err(|e| e.0), Err(3));
+    consistently(
+        Duration::from_millis(500),
+        "node A stays stopped",
+        || match v2.snowflake(1) {
+            Err((3, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
 }
 
 #[test]
@@ -223,6 +228,7 @@ fn with_every_fd_in_use_a_kept_connection_is_served_past_the_window() {
         });
         seen.take(ids, "during fd exhaustion");
         requests += 1;
+        // The pace of the requests over the window, not a wait.
         std::thread::sleep(Duration::from_millis(100));
     }
     let fds = fd_count(a.pid());

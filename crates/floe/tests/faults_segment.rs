@@ -11,17 +11,12 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use floe_testkit::Tmpfs;
-use support::{eventually, http_request, Floe, Seen, V2};
+use floe_testkit::http::blocking;
+use floe_testkit::{eventually, Tmpfs};
+use support::{admin, Floe, Seen, V2};
 
 /// `server.admin_token` of every node these tests start.
 const TOKEN: &str = "fault-test-token";
-
-/// An admin request with the bearer token.
-fn admin(http: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let bearer = format!("Bearer {TOKEN}");
-    http_request(http, method, path, &[("Authorization", &bearer)], body)
-}
 
 /// What `GET /v1/segment/{tag}?count=N` answered.
 #[derive(Debug)]
@@ -34,13 +29,8 @@ enum Answer {
 
 #[track_caller]
 fn segment(http: SocketAddr, tag: &str, count: u32) -> Answer {
-    let (status, body) = http_request(
-        http,
-        "GET",
-        &format!("/v1/segment/{tag}?count={count}"),
-        &[],
-        "",
-    );
+    let r = blocking::get(http, &format!("/v1/segment/{tag}?count={count}"));
+    let (status, body) = (r.status, r.body);
     let v: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{status} {body:?}: {e}"));
     if status == 200 {
@@ -75,6 +65,7 @@ fn through_a_full_disk(fs: &Tmpfs, dir: &std::path::Path) -> (Floe, Seen) {
     let a = Floe::start(dir, &[], &FULL_DISK_ENV);
     let (status, body) = admin(
         a.http,
+        TOKEN,
         "POST",
         "/admin/tags",
         r#"{"tag":"t","start":1,"step":10}"#,
@@ -174,6 +165,7 @@ fn a_tag_at_the_bigint_limit_is_served_to_its_last_id_then_exhausted_at_once() {
     let a = Floe::start(dir.path(), &[], &[("FLOE_ADMIN_TOKEN", TOKEN)]);
     let (status, body) = admin(
         a.http,
+        TOKEN,
         "POST",
         "/admin/tags",
         &format!(r#"{{"tag":"edge","start":{START},"step":400}}"#),

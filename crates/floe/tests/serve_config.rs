@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{http_get, run_to_exit, Floe};
+use floe_testkit::http::blocking;
+use support::{run_to_exit, Floe};
 
 /// Environment variables of one case.
 type Env<'a> = &'a [(&'a str, &'a str)];
@@ -19,6 +20,7 @@ const LOCAL: [&str; 4] = [
     "127.0.0.1:0",
 ];
 
+#[track_caller]
 fn expect_usage_error(args: &[&str], env: &[(&str, &str)], wants: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -187,9 +189,9 @@ fn layered_configuration_and_genid_config_start() {
             ("FLOE_SERVER__MAX_COUNT", "700"),
         ],
     );
-    let (status, body) = http_get(floe.http, "/v1/info");
-    assert_eq!(status, 200);
-    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = blocking::get(floe.http, "/v1/info");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info = r.json();
     assert_eq!(
         info["identity"],
         serde_json::json!({"zone": 1, "dc": 2, "machine": 3})

@@ -8,39 +8,41 @@
 #[path = "fixtures/serve_support.rs"]
 mod support;
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{v2_fetch, Floe};
+use floe_testkit::eventually;
+use support::{v2_fetch, Floe, Seen};
 
 const STOP: Duration = Duration::from_secs(15);
 
-fn take(seen: &mut HashSet<u64>, ids: Vec<u64>, when: &str) {
-    assert!(!ids.is_empty());
-    for id in ids {
-        assert!(seen.insert(id), "ID {id} repeated {when}");
-    }
+/// Records `ids`, which must be some and all new.
+#[track_caller]
+fn take(seen: &mut Seen, ids: Vec<u64>, when: &str) {
+    assert!(seen.take(ids, when) > 0, "no IDs {when}");
 }
 
-/// Fetches until the node serves, accepting only status 3 (unavailable) meanwhile.
+/// Fetches until the node serves, accepting only status 3 (unavailable, a clock rollback)
+/// meanwhile.
+#[track_caller]
 fn fetch_when_ready(floe: &Floe, count: u32) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match v2_fetch(floe.tcp, count) {
-            Ok(ids) => return ids,
-            Err((3, message)) if Instant::now() < deadline => {
+    eventually(
+        Duration::from_secs(20),
+        "the node serves",
+        || match v2_fetch(floe.tcp, count) {
+            Ok(ids) => Ok(ids),
+            Err((3, message)) => {
                 assert!(message.contains("clock"), "{message}");
-                std::thread::sleep(Duration::from_millis(100));
+                Err(message)
             }
             Err(e) => panic!("fetch failed: {e:?}; stderr:\n{}", floe.stderr()),
-        }
-    }
+        },
+    )
 }
 
 #[test]
 fn restarts_never_repeat_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let mut seen = HashSet::new();
+    let mut seen = Seen::default();
 
     let mut a = Floe::start(dir.path(), &[], &[]);
     take(

@@ -10,12 +10,11 @@
 mod support;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::Floe;
+use floe_testkit::{assert_increasing, eventually};
+use support::{admin, Floe, V2};
 
 /// The admin token of both nodes.
 const TOKEN: &str = "cluster-test-token";
@@ -33,27 +32,6 @@ enum Via {
     Env,
     /// A `--config` TOML file.
     File,
-}
-
-/// One HTTP/1.1 request; returns the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("HTTP response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, body.to_owned())
 }
 
 /// Starts one node on the shared table.
@@ -88,39 +66,19 @@ fn node(dir: &Path, machine: u32, url: &str, table: &str, via: Via) -> Floe {
 }
 
 /// `PER_NODE` IDs of `tag` from one node, in `BATCH`-sized v2 requests on one connection.
+#[track_caller]
 fn serve(floe: &Floe, tag: &str) -> Vec<u64> {
-    let mut s = TcpStream::connect(floe.tcp).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.set_nodelay(true).unwrap();
+    let mut v2 = V2::connect(floe.tcp);
     let mut ids = Vec::with_capacity(PER_NODE as usize);
-    for req_id in 0..PER_NODE / BATCH {
-        let mut frame = vec![0xF1, 2];
-        frame.extend_from_slice(&req_id.to_be_bytes());
-        frame.extend_from_slice(&BATCH.to_be_bytes());
-        frame.push(tag.len() as u8);
-        frame.extend_from_slice(tag.as_bytes());
-        s.write_all(&frame).unwrap();
-        let mut head = [0u8; 10];
-        s.read_exact(&mut head).expect("v2 reply header");
-        let len = u32::from_be_bytes(head[6..10].try_into().unwrap()) as usize;
-        let echoed = u32::from_be_bytes(head[2..6].try_into().unwrap());
-        if head[1] != 0 {
-            let mut message = vec![0u8; len];
-            s.read_exact(&mut message).expect("v2 error message");
+    for i in 0..PER_NODE / BATCH {
+        let batch = v2.segment(tag, BATCH).unwrap_or_else(|(status, message)| {
             panic!(
-                "request {req_id}: status {}: {}; stderr:\n{}",
-                head[1],
-                String::from_utf8_lossy(&message),
+                "request {i}: status {status}: {message}; stderr:\n{}",
                 floe.stderr()
-            );
-        }
-        assert_eq!((head[0], echoed, len), (0xF1, req_id, BATCH as usize));
-        let mut body = vec![0u8; len * 8];
-        s.read_exact(&mut body).expect("v2 reply body");
-        ids.extend(
-            body.chunks_exact(8)
-                .map(|c| u64::from_be_bytes(c.try_into().unwrap())),
-        );
+            )
+        });
+        assert_eq!(batch.len(), BATCH as usize, "a whole batch");
+        ids.extend(batch);
     }
     ids
 }
@@ -150,22 +108,22 @@ fn two_nodes_share_one_table(url: &str, via: Via) {
     let mut b = node(dirs[1].path(), 2, url, &table, via);
 
     // The table is created in the background (by both nodes, racing): wait until node A sees it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = http(a.http, "GET", "/admin/tags", "");
-        if status == 200 {
-            assert_eq!(body, r#"{"tags":[]}"#);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no segment table: {status} {body}; stderr:\n{}",
-            a.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (status, body) = http(
+    let body = eventually(
+        Duration::from_secs(20),
+        "node A sees the segment table",
+        || {
+            let (status, body) = admin(a.http, TOKEN, "GET", "/admin/tags", "");
+            if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}; stderr:\n{}", a.stderr()))
+            }
+        },
+    );
+    assert_eq!(body, r#"{"tags":[]}"#);
+    let (status, body) = admin(
         a.http,
+        TOKEN,
         "POST",
         "/admin/tags",
         &format!(r#"{{"tag":"{tag}","start":1,"step":1000}}"#),
@@ -179,12 +137,11 @@ fn two_nodes_share_one_table(url: &str, via: Via) {
         (ta.join().unwrap(), tb.join().unwrap())
     });
     for (name, ids) in [("A", &from_a), ("B", &from_b)] {
-        assert_eq!(ids.len(), PER_NODE as usize);
-        assert!(ids[0] > 0, "ID 0 is never issued");
-        for w in ids.windows(2) {
-            assert!(w[0] < w[1], "node {name}: {} then {}", w[0], w[1]);
-        }
+        assert_eq!(ids.len(), PER_NODE as usize, "node {name}");
+        assert!(ids[0] > 0, "node {name}: ID 0 is never issued");
     }
+    assert_increasing(&from_a);
+    assert_increasing(&from_b);
     // The nodes claimed in turns from the one row: their ranges interleave.
     let (a_span, b_span) = (
         (from_a[0], from_a[from_a.len() - 1]),
@@ -201,7 +158,7 @@ fn two_nodes_share_one_table(url: &str, via: Via) {
     assert_eq!(all.len(), 2 * PER_NODE as usize);
 
     // Both see the tag; both stop cleanly.
-    let (status, body) = http(b.http, "GET", "/admin/tags", "");
+    let (status, body) = admin(b.http, TOKEN, "GET", "/admin/tags", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""tag":"orders""#), "{body}");
     assert_eq!(a.terminate(STOP).code(), Some(0), "{}", a.stderr());

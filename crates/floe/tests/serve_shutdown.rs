@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use floe_testkit::{assert_increasing, eventually_async};
 use support::Floe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -103,17 +104,15 @@ async fn sigterm_under_load_exits_cleanly() {
         .map(|_| tokio::spawn(client(floe.tcp, replies.clone())))
         .collect();
 
-    // Let the load build up: every connection served at least once, or 10 s.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while replies.load(Ordering::Relaxed) < 3 * CONNECTIONS as u64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Let the load build up: three replies per connection on average.
+    eventually_async(Duration::from_secs(10), "the load builds up", async || {
+        let n = replies.load(Ordering::Relaxed);
+        (n >= 3 * CONNECTIONS as u64)
+            .then_some(())
+            .ok_or_else(|| format!("{n} replies; stderr:\n{}", floe.stderr()))
+    })
+    .await;
     let before = replies.load(Ordering::Relaxed);
-    assert!(
-        before > 0,
-        "no replies before SIGTERM; stderr:\n{}",
-        floe.stderr()
-    );
 
     let started = Instant::now();
     floe.signal("TERM");
@@ -140,9 +139,8 @@ async fn sigterm_under_load_exits_cleanly() {
             "a client got a cut reply: {:?}",
             seen.partial
         );
-        for w in seen.ids.windows(2) {
-            assert!(w[0] < w[1], "IDs of one connection must increase");
-        }
+        // The IDs of one connection increase.
+        assert_increasing(&seen.ids);
         total += seen.replies;
         for id in seen.ids {
             assert!(all.insert(id), "ID {id} issued twice");

@@ -101,6 +101,7 @@ impl FakeServer {
     }
 
     /// Starts a server sharing `state` (e.g. with a stopped one, so IDs carry on).
+    #[track_caller]
     pub fn start_with(options: Options, state: Arc<State>) -> FakeServer {
         {
             let mut tags = state.tags.lock().unwrap();

@@ -78,16 +78,19 @@ impl Floe {
     /// `127.0.0.1:0`), keeping its state in `data_dir`.
     ///
     /// Servers that run side by side need distinct machine ids, or they issue equal IDs.
+    #[track_caller]
     pub fn start(data_dir: &Path, tcp: &str, machine: u8) -> Floe {
         Floe::start_with(data_dir, tcp, machine, &[])
     }
 
     /// [`Floe::start`] with `extra` arguments for `floe serve`.
+    #[track_caller]
     pub fn start_with(data_dir: &Path, tcp: &str, machine: u8, extra: &[&str]) -> Floe {
         Floe::spawn(floe_bin(), data_dir, tcp, machine, extra)
     }
 
     /// Starts the binary at `bin` like [`Floe::start_with`].
+    #[track_caller]
     pub fn spawn(bin: PathBuf, data_dir: &Path, tcp: &str, machine: u8, extra: &[&str]) -> Floe {
         let identity = format!("zone=1,dc=2,machine={machine}");
         let mut args = serve_args(data_dir);
@@ -123,6 +126,7 @@ impl Floe {
     }
 
     /// SIGTERM (graceful shutdown), and wait for a clean exit.
+    #[track_caller]
     pub fn terminate(&mut self) {
         let status = self.process.terminate(STARTUP);
         assert!(

@@ -235,8 +235,9 @@ fn identity(layout: &Layout, spec: &Option<IdentitySpec>) -> Result<Identity, Co
     match spec {
         None => {}
         Some(IdentitySpec::Pairs(text)) => {
-            pairs = floe_core::parse_identity_pairs(text)
-                .map_err(|why| invalid("snowflake.identity", format!("{text:?}"), why))?;
+            pairs = floe_core::parse_identity_pairs(text).map_err(|why| {
+                invalid("snowflake.identity", format!("{text:?}"), why.to_string())
+            })?;
         }
         Some(IdentitySpec::Table(table)) => {
             for (name, v) in table {

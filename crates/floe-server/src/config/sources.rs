@@ -88,7 +88,7 @@ fn identity_table(key: &str, text: &str) -> Result<Value, ConfigError> {
     let pairs = parse_identity_pairs(text).map_err(|why| ConfigError::Invalid {
         key: key.to_owned(),
         value: format!("{text:?}"),
-        allowed: why,
+        allowed: why.to_string(),
     })?;
     let mut dict = Dict::new();
     for (name, value) in pairs {

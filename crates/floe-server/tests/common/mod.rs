@@ -1,13 +1,17 @@
-//! What the black-box tests share: a server on 127.0.0.1:0 with its own data directory, raw
-//! protocol helpers and a minimal HTTP/1.1 client. Every wait is bounded.
+//! What the black-box tests share: a server on 127.0.0.1:0 with its own data directory and raw
+//! binary-protocol helpers (HTTP goes through `floe_testkit::http`). Every wait is bounded.
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::time::Duration;
 
 use floe_server::{run, Config, Listeners, LogLevel, ServerError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use floe_testkit::eventually_async;
+use floe_testkit::http::request;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -66,24 +70,21 @@ impl TestServer {
 
     /// Waits until the HTTP listener answers, so tests do not race the start.
     async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(Ok(r)) = tokio::time::timeout(
-                Duration::from_secs(1),
-                http(self.http, "GET", "/healthz", &[], ""),
-            )
-            .await
-            {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let addr = self.http;
+        eventually_async(WAIT, "the server answers /healthz", async || match request(
+            addr,
+            "GET",
+            "/healthz",
+            &[],
+            "",
+        )
+        .await
+        {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("{} {}", r.status, r.body)),
+            Err(e) => Err(e.to_string()),
+        })
+        .await;
     }
 
     /// Starts graceful shutdown without waiting for it.
@@ -94,44 +95,65 @@ impl TestServer {
     }
 
     /// Shuts down gracefully and returns `run`'s result and the data directory.
-    pub async fn stop(mut self) -> (Result<(), ServerError>, tempfile::TempDir) {
-        self.signal_stop();
-        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
-            .await
-            .expect("server stops within 30 s")
-            .expect("run task does not panic");
-        (result, self.dir)
+    #[track_caller]
+    pub fn stop(mut self) -> impl Future<Output = (Result<(), ServerError>, tempfile::TempDir)> {
+        let at = Location::caller();
+        async move {
+            self.signal_stop();
+            let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+                .await
+                .unwrap_or_else(|_| panic!("server stops within 30 s (at {at})"))
+                .unwrap_or_else(|e| panic!("run task panicked (at {at}): {e}"));
+            (result, self.dir)
+        }
     }
 }
 
+// The async helpers below are plain functions returning futures, so that `#[track_caller]`
+// works: a failure names the test's line (async fns cannot take the attribute).
+
 /// Connects to the binary TCP port.
-pub async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    s.set_nodelay(true).unwrap();
-    s
+#[track_caller]
+pub fn connect(addr: SocketAddr) -> impl Future<Output = TcpStream> {
+    let at = Location::caller();
+    async move {
+        let s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} within {WAIT:?} (at {at})"))
+            .unwrap_or_else(|e| panic!("connect to {addr} (at {at}): {e}"));
+        s.set_nodelay(true).unwrap();
+        s
+    }
 }
 
 /// Reads exactly `n` bytes, failing the test after [`WAIT`].
-pub async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+#[track_caller]
+pub fn read_n(s: &mut TcpStream, n: usize) -> impl Future<Output = Vec<u8>> + '_ {
+    read_n_at(s, n, Location::caller())
+}
+
+async fn read_n_at(s: &mut TcpStream, n: usize, at: &Location<'_>) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     tokio::time::timeout(WAIT, s.read_exact(&mut buf))
         .await
-        .expect("reply in time")
-        .expect("full reply");
+        .unwrap_or_else(|_| panic!("no {n}-byte reply within {WAIT:?} (at {at})"))
+        .unwrap_or_else(|e| panic!("{n}-byte reply cut short (at {at}): {e}"));
     buf
 }
 
-/// Whether the server closed the connection without sending anything more.
-pub async fn closed_without_bytes(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(WAIT, s.read(&mut buf)).await {
-        Ok(Ok(0)) => true,
-        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        Ok(Ok(_)) => false,
-        Err(_) => panic!("connection neither closed nor answered within {WAIT:?}"),
+/// Whether the server closed the connection without sending anything more; fails the test if
+/// it neither closes nor answers within [`WAIT`].
+#[track_caller]
+pub fn closed_without_bytes(s: &mut TcpStream) -> impl Future<Output = bool> + '_ {
+    let at = Location::caller();
+    async move {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(WAIT, s.read(&mut buf)).await {
+            Ok(Ok(0)) => true,
+            Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(Ok(_)) => false,
+            Err(_) => panic!("connection neither closed nor answered within {WAIT:?} (at {at})"),
+        }
     }
 }
 
@@ -165,131 +187,30 @@ pub struct V2Reply {
 }
 
 /// Reads one v2 reply.
-pub async fn read_v2(s: &mut TcpStream) -> V2Reply {
-    let head = read_n(s, 10).await;
-    assert_eq!(head[0], 0xF1, "v2 reply magic");
-    let status = head[1];
-    let req_id = u32::from_be_bytes(head[2..6].try_into().unwrap());
-    let len = u32::from_be_bytes(head[6..10].try_into().unwrap()) as usize;
-    if status == 0 {
-        V2Reply {
-            status,
-            req_id,
-            ids: ids(&read_n(s, len * 8).await),
-            message: String::new(),
+#[track_caller]
+pub fn read_v2(s: &mut TcpStream) -> impl Future<Output = V2Reply> + '_ {
+    let at = Location::caller();
+    async move {
+        let head = read_n_at(s, 10, at).await;
+        assert_eq!(head[0], 0xF1, "v2 reply magic (at {at})");
+        let status = head[1];
+        let req_id = u32::from_be_bytes(head[2..6].try_into().unwrap());
+        let len = u32::from_be_bytes(head[6..10].try_into().unwrap()) as usize;
+        if status == 0 {
+            V2Reply {
+                status,
+                req_id,
+                ids: ids(&read_n_at(s, len * 8, at).await),
+                message: String::new(),
+            }
+        } else {
+            let message = read_n_at(s, len, at).await;
+            V2Reply {
+                status,
+                req_id,
+                ids: Vec::new(),
+                message: String::from_utf8(message).unwrap(),
+            }
         }
-    } else {
-        V2Reply {
-            status,
-            req_id,
-            ids: Vec::new(),
-            message: String::from_utf8(read_n(s, len).await).unwrap(),
-        }
-    }
-}
-
-/// An HTTP response.
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    /// Header lines, lower-cased names.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl HttpResponse {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection.
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(addr).await?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
-        .await
-        .map_err(|_| std::io::Error::other("HTTP response timed out"))??;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("truncated HTTP response"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8(body).map_err(std::io::Error::other)?,
-    })
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16).unwrap();
-        rest = &rest[end + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-    out
-}
-
-/// `GET path` and expect success.
-pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
-    http(addr, "GET", path, &[], "")
-        .await
-        .expect("HTTP request")
-}
-
-/// Asserts strictly increasing (and so unique) IDs.
-pub fn assert_increasing(ids: &[u64]) {
-    for w in ids.windows(2) {
-        assert!(
-            w[0] < w[1],
-            "IDs must strictly increase: {} then {}",
-            w[0],
-            w[1]
-        );
     }
 }

@@ -113,33 +113,6 @@ impl StaticRegistry {
     }
 }
 
-#[async_trait]
-impl WorkerRegistry for StaticRegistry {
-    async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
-        self.lease(req)
-    }
-
-    fn precheck(&self, req: &LeaseRequest) -> Result<(), RegistryError> {
-        self.lease(req).map(|_| ())
-    }
-
-    async fn renew(&self, _: &LeaseRequest, _: &Lease, _: u64) -> Result<(), RegistryError> {
-        Ok(())
-    }
-
-    async fn release(&self, _: &LeaseRequest, _: &Lease, _: u64) -> Result<(), RegistryError> {
-        Ok(())
-    }
-
-    fn leases_expire(&self) -> bool {
-        false
-    }
-
-    fn describe(&self) -> String {
-        "static".to_string()
-    }
-}
-
 /// The worker id of a StatefulSet pod: the ordinal at the end of its host name, plus an offset
 /// (so several StatefulSets can share one id space).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,8 +180,37 @@ impl KubernetesRegistry {
     }
 }
 
+/// A registry whose id is fixed before any call: nothing to renew, release or fence.
+trait Fixed: Send + Sync + std::fmt::Debug {
+    /// The lease of the fixed id, or why it does not fit `req`'s pool.
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError>;
+
+    /// Where the id comes from, for [`WorkerRegistry::describe`].
+    fn describe(&self) -> String;
+}
+
+impl Fixed for StaticRegistry {
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        StaticRegistry::lease(self, req)
+    }
+
+    fn describe(&self) -> String {
+        "static".to_string()
+    }
+}
+
+impl Fixed for KubernetesRegistry {
+    fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        KubernetesRegistry::lease(self, req)
+    }
+
+    fn describe(&self) -> String {
+        format!("kubernetes (ordinal of host `{}`)", self.hostname)
+    }
+}
+
 #[async_trait]
-impl WorkerRegistry for KubernetesRegistry {
+impl<F: Fixed> WorkerRegistry for F {
     async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         self.lease(req)
     }
@@ -230,7 +232,7 @@ impl WorkerRegistry for KubernetesRegistry {
     }
 
     fn describe(&self) -> String {
-        format!("kubernetes (ordinal of host `{}`)", self.hostname)
+        Fixed::describe(self)
     }
 }
 
