@@ -18,7 +18,7 @@ pub(crate) const CAPACITY: usize = 900;
 pub(crate) const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One second of traffic.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct RateSample {
     /// When the sample was taken, Unix ms.
     pub unix_ms: u64,
@@ -34,7 +34,7 @@ pub struct RateSample {
 }
 
 /// The counters as they stood at one sample.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Totals {
     /// `floe_ids_issued_total`, by the keys of [`RateSample::ids_per_second`].
     pub ids: BTreeMap<String, f64>,

@@ -9,7 +9,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use floe_store::registry::WorkerSlot;
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::ErrorBody;
 use super::{param, ApiError, Params};
 use crate::console::{RateSample, Totals, CAPACITY, INTERVAL};
 use crate::node::Node;
@@ -65,29 +67,52 @@ impl IntoResponse for &Asset {
     }
 }
 
-/// `GET /`, `GET /console` and `GET /console/{view}`: the single page; it picks the view
-/// from the path.
+/// `GET /`: the console's single page.
+#[utoipa::path(get, path = "/", tag = "console",
+    responses((status = 200, description = "The console (HTML, embedded in the binary)", content_type = "text/html", body = String)))]
+pub(super) async fn root() -> Response {
+    INDEX.into_response()
+}
+
+/// `GET /console`: the console's single page, its overview.
+#[utoipa::path(get, path = "/console", tag = "console",
+    responses((status = 200, description = "The console", content_type = "text/html", body = String)))]
+pub(super) async fn console() -> Response {
+    INDEX.into_response()
+}
+
+/// `GET /console/{view}`: the same page; it shows the view the path names (overview, rates,
+/// segments, cluster, decode, admin; anything else shows the overview).
+#[utoipa::path(get, path = "/console/{view}", tag = "console",
+    params(("view" = String, Path, description = "overview, rates, segments, cluster, decode or admin")),
+    responses((status = 200, description = "The console", content_type = "text/html", body = String)))]
 pub(super) async fn page() -> Response {
     INDEX.into_response()
 }
 
 /// `GET /console/assets/console.js`.
+#[utoipa::path(get, path = "/console/assets/console.js", tag = "console",
+    responses((status = 200, description = "The console's script", content_type = "text/javascript", body = String)))]
 pub(super) async fn script() -> Response {
     SCRIPT.into_response()
 }
 
 /// `GET /console/assets/console.css`.
+#[utoipa::path(get, path = "/console/assets/console.css", tag = "console",
+    responses((status = 200, description = "The console's style sheet", content_type = "text/css", body = String)))]
 pub(super) async fn style() -> Response {
     STYLE.into_response()
 }
 
 /// `GET /console/assets/favicon.svg`.
+#[utoipa::path(get, path = "/console/assets/favicon.svg", tag = "console",
+    responses((status = 200, description = "The console's icon", content_type = "image/svg+xml", body = String)))]
 pub(super) async fn icon() -> Response {
     ICON.into_response()
 }
 
 /// `GET /v1/console/rates` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct RatesBody {
     /// Milliseconds between two samples.
     interval_ms: u64,
@@ -100,6 +125,12 @@ pub(super) struct RatesBody {
 }
 
 /// `GET /v1/console/rates?since=<unix ms>`: the rate history, or the part after `since`.
+#[utoipa::path(get, path = "/v1/console/rates", tag = "console",
+    params(("since" = Option<u64>, Query, description = "Only samples taken after this Unix time, ms (default 0: all)")),
+    responses(
+        (status = 200, description = "Up to 15 minutes of one-second samples", body = RatesBody),
+        (status = 400, description = "A bad since", body = ErrorBody),
+    ))]
 pub(super) async fn rates(
     State(node): State<Arc<Node>>,
     params: Params,
@@ -124,7 +155,7 @@ pub(super) async fn rates(
 }
 
 /// `GET /v1/console/segments` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct SegmentsBody {
     /// Whether segment mode is on (`segment.enabled`).
     enabled: bool,
@@ -134,6 +165,11 @@ pub(super) struct SegmentsBody {
 
 /// `GET /v1/console/segments`: the store's rows and this node's buffers, as `GET /admin/tags`
 /// but without the token (read-only, and no more than `/metrics` tells per tag).
+#[utoipa::path(get, path = "/v1/console/segments", tag = "console",
+    responses(
+        (status = 200, description = "The store's rows and this node's buffers", body = SegmentsBody),
+        (status = 503, description = "The segment store is down", body = ErrorBody),
+    ))]
 pub(super) async fn segments(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let Some(service) = &node.segments else {
         return Ok(axum::Json(SegmentsBody {
@@ -151,7 +187,7 @@ pub(super) async fn segments(State(node): State<Arc<Node>>) -> Result<Response, 
 }
 
 /// One id of the registry, and whether it is this node's.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct Holder {
     /// The registry's record.
     #[serde(flatten)]
@@ -161,7 +197,7 @@ pub(super) struct Holder {
 }
 
 /// `GET /v1/console/cluster` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ClusterBody {
     /// Where the leases are (`static`, `kubernetes (…)`, `sql at …`, `redis at …`).
     registry: String,
@@ -174,6 +210,11 @@ pub(super) struct ClusterBody {
 }
 
 /// `GET /v1/console/cluster`: the registry's view — which ids are held, by whom, epoch, expiry.
+#[utoipa::path(get, path = "/v1/console/cluster", tag = "console",
+    responses(
+        (status = 200, description = "The registry's ids, holders, epochs and expiries", body = ClusterBody),
+        (status = 503, description = "The registry is unavailable", body = ErrorBody),
+    ))]
 pub(super) async fn cluster(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let Some(lease) = &node.lease else {
         return Ok(axum::Json(ClusterBody {

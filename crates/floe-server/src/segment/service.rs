@@ -40,7 +40,7 @@ struct RefillStats {
 }
 
 /// One successful claim: when, and how many IDs.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Claim {
     /// When the claim returned, Unix ms.
     pub unix_ms: u64,
@@ -49,7 +49,7 @@ pub struct Claim {
 }
 
 /// A range of IDs, `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IdRange {
     /// First ID.
     pub start: u64,
@@ -92,7 +92,7 @@ struct TagBuffer {
 }
 
 /// One tag's state for the admin route and metrics.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TagState {
     /// The tag.
     pub tag: String,

@@ -129,6 +129,7 @@ pub struct Lease {
 
 /// One id of a namespace as the registry's store sees it (for the console's cluster view).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerSlot {
     /// The id, in `0..pool_size`.
     pub worker_id: u32,

@@ -51,6 +51,7 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), StoreError> {
 
 /// One row of the segment table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TagRow {
     /// The business tag.
     pub tag: String,
