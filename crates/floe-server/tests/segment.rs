@@ -324,7 +324,11 @@ async fn every_route_serves_one_tag_unique_and_increasing() {
     // friendly shows a snowflake ID's time and fields: segment IDs have none.
     let r = get(s.http, "/v1/segment/orders?format=friendly").await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("format=friendly is for snowflake IDs"), "{}", r.body);
+    assert!(
+        r.body.contains("format=friendly is for snowflake IDs"),
+        "{}",
+        r.body
+    );
     let r = get(s.http, "/v1/segment/orders").await;
     assert_eq!(json_ids(&r.json()["ids"]).len(), 1, "count defaults to 1");
     all.extend(json_ids(&r.json()["ids"]));
