@@ -61,3 +61,6 @@ pub use builder::ClientBuilder;
 pub use client::{Client, SegmentHandle};
 pub use config::{Backoff, Prefetch, Protocol, ServerOrder};
 pub use error::Error;
+/// String forms of IDs, as the server's `format=` writes them: `IdForm::Radix62.render(id, None)`
+/// gives an 11-character string that sorts like the IDs; `IdForm::detect` reads any form back.
+pub use floe_core::{IdForm, IdFormError};

@@ -4,10 +4,10 @@
 //! |---|---|---|---|
 //! | `number` | `7301444403700237522` (a JSON number) | — | numeric |
 //! | `string` | `"7301444403700237522"` (decimal text, safe in JavaScript) | 1..=20 | numeric only at equal length |
-//! | `hex` | `"6554f3c6000a0012"` | 16, lowercase | = numeric |
-//! | `radix62` | `"8hGDy7rhLOI"` (`0-9A-Za-z`) | 11 | = numeric |
-//! | `radix36` | `"1jl9dc1bq4gmq"` (`0-9a-z`) | 13 | = numeric |
-//! | `friendly` | `"20261203133250000-0-0-0-3-42"` | — | = numeric within one layout |
+//! | `hex` | `"6553f1001dd104d2"` | 16, lowercase | = numeric |
+//! | `radix62` | `"8hMgxFBdXKU"` (`0-9A-Za-z`) | 11 | = numeric |
+//! | `radix36` | `"1jh0y11a75h3m"` (`0-9a-z`) | 13 | = numeric |
+//! | `friendly` | `"20231114221320000-3-5-6-17-1234"` | — | by time, within one node |
 //!
 //! The fixed-width forms are zero-padded and their alphabets are in ASCII order, so comparing
 //! two strings byte by byte gives the order of the numbers: they sort in a database column, a

@@ -516,16 +516,6 @@ impl Serialize for Decoded {
     }
 }
 
-/// Reads an ID written in decimal or as `0x…` hexadecimal (surrounding spaces allowed): the
-/// one reading of every place that takes an ID back (`floe decode`, `GET /v1/decode/{id}`).
-pub fn parse_id(text: &str) -> Option<u64> {
-    let t = text.trim();
-    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => t.parse().ok(),
-    }
-}
-
 /// Parses `name=value` pairs separated by commas (`zone=1,dc=2,machine=3`), the one textual
 /// form of an identity for flags and environment variables.
 pub fn parse_identity_pairs(text: &str) -> Result<Vec<(String, u64)>, IdentityTextError> {

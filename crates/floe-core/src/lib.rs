@@ -35,9 +35,8 @@ pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservatio
 pub use highwater::{Floored, HighWater, HighWaterError, MemoryHighWater};
 pub use idform::{IdForm, IdFormError};
 pub use layout::{
-    parse_epoch, parse_id, parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded,
-    EpochError, Field, FieldKind, Identity, IdentityError, IdentityTextError, Layout, LayoutError,
-    TimeSpec, PRESETS,
+    parse_epoch, parse_identity_pairs, rfc3339, Capacity, DecodeError, Decoded, EpochError, Field,
+    FieldKind, Identity, IdentityError, IdentityTextError, Layout, LayoutError, TimeSpec, PRESETS,
 };
 pub use report::report;
 pub use segment::{

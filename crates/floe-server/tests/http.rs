@@ -85,7 +85,7 @@ async fn snowflake_route() {
         r.body,
         error_body(
             "bad_request",
-            "format must be one of number, string, got \"xml\""
+            "format must be one of number, string, hex, radix62, radix36, friendly, got \"xml\""
         )
     );
     s.stop().await.0.unwrap();
@@ -122,17 +122,83 @@ async fn decode_route() {
             r.body
         );
     }
-    for bad in ["abc", "-1", "0xZZ", "18446744073709551616"] {
+    let unrecognised = |t: &str| {
+        format!("{t:?} is not an ID in any form: decimal (1..=20 digits), hex (0x… or 16 digits), radix62 (11 of 0-9A-Za-z), radix36 (13 of 0-9a-z) or friendly (yyyyMMddHHmmssSSS-…)")
+    };
+    for (bad, message) in [
+        ("abc", unrecognised("abc")),
+        (
+            "-1",
+            "\"-1\" looks like a friendly ID but is not one: expected the time as 17 digits yyyyMMddHHmmssSSS first".into(),
+        ),
+        (
+            "0xZZ",
+            "\"0xZZ\" looks like a hex ID but is not one: expected up to 16 hex digits".into(),
+        ),
+        (
+            "18446744073709551616",
+            "\"18446744073709551616\" looks like a number ID but is not one: above the largest ID 18446744073709551615".into(),
+        ),
+        (
+            "zzzzzzzzzzz",
+            "\"zzzzzzzzzzz\" looks like a radix62 ID but is not one: above the largest ID 18446744073709551615".into(),
+        ),
+    ] {
         let r = get(s.http, &format!("/v1/decode/{bad}")).await;
         assert_eq!(r.status, 400, "{bad}");
-        assert_eq!(
-            r.body,
-            error_body(
-                "bad_request",
-                &format!("id must be a decimal or 0x-prefixed hexadecimal integer in 0..=18446744073709551615, got {bad:?}")
-            )
-        );
+        assert_eq!(r.body, error_body("bad_request", &message), "{bad}");
     }
+    s.stop().await.0.unwrap();
+}
+
+/// Every `format=` of the ID routes, read back by `/v1/decode` in each form it names.
+#[tokio::test]
+async fn string_forms_round_trip_through_decode() {
+    let s = server().await;
+    for form in ["string", "hex", "radix62", "radix36", "friendly"] {
+        let r = get(s.http, &format!("/v1/snowflake?count=3&format={form}")).await;
+        assert_eq!(r.status, 200, "{form}: {}", r.body);
+        let texts: Vec<String> = r.json()["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_string())
+            .collect();
+        let mut read = Vec::new();
+        for text in &texts {
+            let d = get(s.http, &format!("/v1/decode/{text}")).await;
+            assert_eq!(d.status, 200, "{form} {text}: {}", d.body);
+            let d = d.json();
+            let expected_form = if form == "string" { "number" } else { form };
+            assert_eq!(d["form"], expected_form, "{text}");
+            assert_eq!(d["forms"][form].as_str(), Some(text.as_str()), "{d}");
+            read.push(d["id"].as_u64().unwrap());
+        }
+        // One request's IDs come from one lane and increase.
+        assert_increasing(&read);
+        if form != "string" && form != "friendly" {
+            let mut sorted = texts.clone();
+            sorted.sort();
+            assert_eq!(sorted, texts, "{form} strings sort like the IDs");
+        }
+    }
+    // A digits-only radix36 string is read as a number unless the form is named.
+    let d = get(s.http, "/v1/decode/0000000000010?form=radix36")
+        .await
+        .json();
+    assert_eq!(
+        (d["id"].as_u64(), d["form"].as_str()),
+        (Some(36), Some("radix36"))
+    );
+    let r = get(s.http, "/v1/decode/42?form=base64").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body,
+        error_body(
+            "bad_request",
+            "format must be one of number, string, hex, radix62, radix36, friendly, got \"base64\""
+        )
+    );
     s.stop().await.0.unwrap();
 }
 

@@ -305,6 +305,30 @@ async fn every_route_serves_one_tag_unique_and_increasing() {
         format!(r#"{{"tag":"orders","ids":[{}]}}"#, quoted.join(","))
     );
     all.extend(&got);
+    // Fixed-width radix62: the segment's consecutive IDs, in strings that sort like them.
+    let r = get(s.http, "/v1/segment/orders?count=2&format=radix62").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let texts: Vec<String> = r.json()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let read: Vec<u64> = texts
+        .iter()
+        .map(|t| floe_core::IdForm::Radix62.parse(t, None).unwrap())
+        .collect();
+    assert_eq!(read[1], read[0] + 1, "{texts:?}");
+    assert!(texts[0] < texts[1] && texts[0].len() == 11, "{texts:?}");
+    all.extend(&read);
+    // friendly shows a snowflake ID's time and fields: segment IDs have none.
+    let r = get(s.http, "/v1/segment/orders?format=friendly").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("format=friendly is for snowflake IDs"),
+        "{}",
+        r.body
+    );
     let r = get(s.http, "/v1/segment/orders").await;
     assert_eq!(json_ids(&r.json()["ids"]).len(), 1, "count defaults to 1");
     all.extend(json_ids(&r.json()["ids"]));

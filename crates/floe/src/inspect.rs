@@ -2,16 +2,21 @@
 
 use std::fmt::Write as _;
 
-use floe_core::{rfc3339, Clock, FieldKind, SystemClock};
+use floe_core::{rfc3339, Clock, FieldKind, IdForm, Layout, SystemClock};
 
 use crate::cli::{self, Failure};
 
 /// Options of `floe decode`.
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
-    /// The ID, decimal or 0x-prefixed hex.
+    /// The ID in any form: decimal, hex (0x… or 16 digits), radix62 (11 characters), radix36
+    /// (13 characters) or friendly (yyyyMMddHHmmssSSS-…).
     #[arg(allow_hyphen_values = true)]
     id: String,
+    /// Read the ID in this form instead of detecting it (number, string, hex, radix62,
+    /// radix36, friendly): a 13-digit radix36 string, say, reads as a number otherwise.
+    #[arg(long, value_name = "FORM")]
+    form: Option<String>,
     /// Layout preset or spec string (see `floe layout --help`).
     #[arg(long, short, default_value = "genid", env = "FLOE_LAYOUT")]
     layout: String,
@@ -33,36 +38,52 @@ pub struct LayoutArgs {
     json: bool,
 }
 
-/// Parses an ID in decimal or `0x` hex.
-fn parse_id(text: &str) -> Result<u64, Failure> {
-    floe_core::parse_id(text).ok_or_else(|| {
-        Failure::usage(format!(
-            "id `{text}` is not an unsigned 64-bit integer (decimal, or hex with 0x; max {})",
-            u64::MAX
-        ))
-    })
+/// Reads an ID in the form given, or in whichever form it is written.
+fn parse_id(text: &str, form: Option<&str>, layout: &Layout) -> Result<(u64, IdForm), Failure> {
+    let usage = |e: floe_core::IdFormError| Failure::usage(format!("id: {e}"));
+    match form {
+        Some(name) => {
+            let form: IdForm = name
+                .parse()
+                .map_err(|e| Failure::usage(format!("--form: {e}")))?;
+            Ok((form.parse(text.trim(), Some(layout)).map_err(usage)?, form))
+        }
+        None => IdForm::detect(text, Some(layout)).map_err(usage),
+    }
 }
 
 /// `floe decode`.
 pub fn decode(args: DecodeArgs) -> Result<(), Failure> {
     let layout = cli::layout(&args.layout)?;
-    let id = parse_id(&args.id)?;
+    let (id, form) = parse_id(&args.id, args.form.as_deref(), &layout)?;
     let d = layout
         .decode(id)
         .map_err(|e| Failure::usage(format!("id {id}: {e}")))?;
+    let forms: Vec<(&str, String)> = IdForm::ALL
+        .into_iter()
+        .filter(|f| *f != IdForm::Number)
+        .filter_map(|f| Some((f.name(), f.render(id, Some(&layout))?)))
+        .collect();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&d).expect("decoded IDs serialise")
-        );
+        let mut v = serde_json::to_value(&d).expect("decoded IDs serialise");
+        v["form"] = form.name().into();
+        v["forms"] = forms
+            .iter()
+            .map(|(name, text)| (name.to_string(), serde_json::Value::from(text.as_str())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        println!("{v}");
         return Ok(());
     }
     let mut out = String::new();
-    let _ = writeln!(out, "id       {id} ({:#018x})", id);
+    let _ = writeln!(out, "id       {id} ({:#018x}), read as {form}", id);
     let _ = writeln!(out, "layout   {layout}");
     let _ = writeln!(out, "time     {} (unix ms {})", d.time_rfc3339(), d.unix_ms);
     for (name, value) in &d.fields {
         let _ = writeln!(out, "{name:<8} {value}");
+    }
+    for (name, text) in &forms {
+        let _ = writeln!(out, "{name:<8} {text}");
     }
     print!("{out}");
     Ok(())
@@ -135,14 +156,30 @@ pub fn layout(args: LayoutArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::parse_id;
+    use floe_core::{IdForm, Layout};
 
     #[test]
-    fn ids_parse_in_decimal_and_hex() {
-        assert_eq!(parse_id("42").unwrap(), 42);
-        assert_eq!(parse_id("0xff").unwrap(), 255);
-        assert_eq!(parse_id("18446744073709551615").unwrap(), u64::MAX);
+    fn ids_parse_in_every_form_or_the_one_named() {
+        let layout = Layout::parse("genid").unwrap();
+        let read = |t: &str, f: Option<&str>| parse_id(t, f, &layout);
+        assert_eq!(read("42", None).unwrap(), (42, IdForm::Number));
+        assert_eq!(read("0xff", None).unwrap(), (255, IdForm::Hex));
+        assert_eq!(read("00000000000000ff", None).unwrap(), (255, IdForm::Hex));
+        assert_eq!(
+            read("0000000004F", None).unwrap(),
+            (4 * 62 + 15, IdForm::Radix62)
+        );
+        assert_eq!(
+            read("18446744073709551615", None).unwrap(),
+            (u64::MAX, IdForm::Number)
+        );
+        assert_eq!(
+            read("0000000000010", Some("radix36")).unwrap(),
+            (36, IdForm::Radix36)
+        );
         for bad in ["", "-1", "12a", "0xzz", "18446744073709551616"] {
-            assert_eq!(parse_id(bad).unwrap_err().code, 64, "{bad}");
+            assert_eq!(read(bad, None).unwrap_err().code, 64, "{bad}");
         }
+        assert_eq!(read("42", Some("base64")).unwrap_err().code, 64);
     }
 }

@@ -70,12 +70,32 @@ fn decode_reads_hex_and_prints_json() {
     assert_eq!(v["fields"]["dc"], 3);
     assert_eq!(v["fields"]["worker"], 7);
     assert_eq!(v["fields"]["seq"], 42);
+    // Read as hex, and written back in every form; each form reads back to the same ID.
+    assert_eq!(v["form"], "hex");
+    assert_eq!(v["forms"]["hex"], "10d2767a09c6702a");
+    for form in ["string", "hex", "radix62", "radix36", "friendly"] {
+        let text = v["forms"][form].as_str().unwrap();
+        let o = floe(&["decode", text, "--layout", "twitter", "--json"]);
+        assert!(o.status.success(), "{form} {text}: {}", stderr(&o));
+        let back: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(back["id"], 1212161516238172202u64, "{form} {text}");
+    }
 }
 
 #[test]
 fn bad_input_to_every_subcommand_is_a_clear_usage_error() {
-    assert_usage_error(&["decode", "abc"], &["id `abc`", "unsigned 64-bit"]);
-    assert_usage_error(&["decode", "-5"], &["id `-5`"]);
+    assert_usage_error(
+        &["decode", "abc"],
+        &[
+            "id: \"abc\" is not an ID in any form",
+            "radix62 (11 of 0-9A-Za-z)",
+        ],
+    );
+    assert_usage_error(&["decode", "-5"], &["id: \"-5\" looks like a friendly ID"]);
+    assert_usage_error(
+        &["decode", "42", "--form", "base64"],
+        &["--form: format must be one of"],
+    );
     assert_usage_error(
         &["decode", "1", "--layout", "nosuch"],
         &["--layout", "unknown layout `nosuch`"],

@@ -23,6 +23,7 @@ from .errors import (
     FloeUnknownTag,
     FloeUnsupported,
 )
+from .forms import IdForm, ServerForm, from_form, to_form
 from .genid import GenIdFields, decode_genid
 from .http import HttpClient
 
@@ -41,6 +42,10 @@ __all__ = [
     "FloeUnsupported",
     "GenIdFields",
     "HttpClient",
+    "IdForm",
+    "ServerForm",
     "__version__",
     "decode_genid",
+    "from_form",
+    "to_form",
 ]

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, get_args
 from urllib.parse import quote, urlsplit
 
 from ._common import DEFAULT_HTTP_PORT, check_count, check_tag, format_address
@@ -23,6 +23,7 @@ from .errors import (
     FloeUnavailable,
     FloeUnknownTag,
 )
+from .forms import FORMS, IdForm, ServerForm, from_form
 
 T = TypeVar("T")
 
@@ -145,6 +146,25 @@ class HttpClient:
         check_count(n)
         what = f"snowflake request (count {n})"
         return self._call(lambda t: f"{t.prefix}/v1/snowflake?count={n}", lambda r, t: _ids(r, t, n, what), what)
+
+    def get_id_strings(self, n: int, form: ServerForm = "string") -> list[str]:
+        """``n`` snowflake IDs as strings in ``form`` (``format=`` of ``/v1/snowflake``): ``string``
+        (decimal), ``hex``, ``radix62`` and ``radix36`` (fixed width, sorting like the numbers), or
+        ``friendly`` (the time and fields; read it back with ``/v1/decode``)."""
+        check_count(n)
+        _check_form(form, friendly_ok=True)
+        what = f"snowflake request (count {n}, format {form})"
+        path = f"/v1/snowflake?count={n}&format={form}"
+        return self._call(lambda t: t.prefix + path, lambda r, t: _strings(r, t, n, form, what), what)
+
+    def segment_id_strings(self, tag: str, n: int, form: IdForm = "string") -> list[str]:
+        """``n`` IDs of ``tag`` as strings in ``form`` (every form but ``friendly``)."""
+        check_tag(tag)
+        check_count(n)
+        _check_form(form, friendly_ok=False)
+        what = f"segment request (tag {tag!r}, count {n}, format {form})"
+        path = f"/v1/segment/{quote(tag, safe='')}?count={n}&format={form}"
+        return self._call(lambda t: t.prefix + path, lambda r, t: _strings(r, t, n, form, what), what)
 
     def segment_id(self, tag: str) -> int:
         """One ID from the number range of business tag ``tag`` (segment mode)."""
@@ -307,6 +327,33 @@ def _ids(reply: _Reply, target: _Target, n: int, what: str) -> list[int]:
             )
         )
     return ids
+
+
+def _check_form(form: str, *, friendly_ok: bool) -> None:
+    allowed: tuple[str, ...] = get_args(ServerForm) if friendly_ok else FORMS
+    if form not in allowed:
+        raise FloeBadRequest(f"form must be one of {', '.join(allowed)}, got {form!r}")
+
+
+def _strings(reply: _Reply, target: _Target, n: int, form: str, what: str) -> list[str]:
+    """The ``ids`` of a ``format=`` reply: ``n`` strings, each valid in ``form`` (friendly: text)."""
+    try:
+        body: Any = json.loads(reply.body)
+        texts = body["ids"]
+        ok = isinstance(texts, list) and len(texts) == n and all(isinstance(t, str) for t in texts)
+        if ok and form != "friendly":
+            for t in texts:
+                from_form(t, form)  # type: ignore[arg-type]
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise Retryable(
+            FloeProtocolError(
+                f'{target.name}: the answer to {what} is not {{"ids": [{n} {form} strings]}}: {reply.body[:120]!r}',
+                server=target.name,
+            )
+        )
+    return list(texts)
 
 
 def _as_id(x: object) -> int:

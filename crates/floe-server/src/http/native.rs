@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use floe_core::{IdForm, Layout};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::json;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder};
@@ -33,22 +34,30 @@ pub(super) struct TagIdsBody<'a> {
     ids: Ids<'a>,
 }
 
-/// IDs as JSON numbers, or as strings for JavaScript clients (which lose precision above 2^53).
+/// IDs as JSON numbers, or as strings in one of the forms of [`IdForm`] (decimal for
+/// JavaScript clients, which lose precision above 2^53; hex, radix62, radix36 that sort like the
+/// numbers; friendly).
 pub(super) struct Ids<'a> {
     /// The IDs.
     ids: &'a [u64],
-    /// Whether to write them as strings.
-    as_strings: bool,
+    /// How to write them.
+    form: IdForm,
+    /// The layout, for `friendly` (snowflake IDs only).
+    layout: Option<&'a Layout>,
 }
 
 impl Serialize for Ids<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.ids.len()))?;
-        for id in self.ids {
-            if self.as_strings {
-                seq.serialize_element(&id.to_string())?;
+        for &id in self.ids {
+            if self.form == IdForm::Number {
+                seq.serialize_element(&id)?;
             } else {
-                seq.serialize_element(id)?;
+                // The generator's IDs always decode under its layout, so every form renders.
+                let text = self.form.render(id, self.layout).ok_or_else(|| {
+                    serde::ser::Error::custom(format!("ID {id} has no {} form", self.form))
+                })?;
+                seq.serialize_element(&text)?;
             }
         }
         seq.end()
@@ -56,14 +65,12 @@ impl Serialize for Ids<'_> {
 }
 
 impl utoipa::PartialSchema for Ids<'_> {
-    /// An array of unsigned 64-bit integers, or of their decimal strings with `format=string`.
+    /// An array of unsigned 64-bit integers, or of strings in the form `format` names.
     fn schema() -> RefOr<Schema> {
         let number = ObjectBuilder::new()
             .schema_type(Type::Integer)
             .minimum(Some(0));
-        let string = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some("^[0-9]{1,20}$"));
+        let string = ObjectBuilder::new().schema_type(Type::String);
         ArrayBuilder::new()
             .items(OneOfBuilder::new().item(number).item(string))
             .into()
@@ -72,24 +79,50 @@ impl utoipa::PartialSchema for Ids<'_> {
 
 impl ToSchema for Ids<'_> {}
 
-fn wants_strings(params: &[(String, String)]) -> Result<bool, ApiError> {
-    match param(params, "format") {
-        None | Some("number") => Ok(false),
-        Some("string") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "format must be one of number, string, got {other:?}"
-        ))),
+/// The `format` parameter: a form of [`IdForm`], `number` when absent. `friendly` needs the
+/// layout of snowflake IDs, so segment routes refuse it.
+fn id_form(params: &[(String, String)], snowflake: bool) -> Result<IdForm, ApiError> {
+    let form = match param(params, "format") {
+        None => IdForm::Number,
+        Some(text) => text
+            .parse::<IdForm>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    if form.needs_layout() && !snowflake {
+        return Err(ApiError::bad_request(
+            "format=friendly is for snowflake IDs (it shows their time and fields); segment IDs have number, string, hex, radix62 and radix36",
+        ));
     }
+    Ok(form)
 }
 
-/// `GET /v1/snowflake?count=N[&format=string]` → `{"ids":[…]}`.
+/// How IDs are written in a reply (floe-core's `IdForm`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a description of the `format` parameter
+pub(super) enum IdFormat {
+    /// JSON numbers.
+    Number,
+    /// Decimal strings (exact in JavaScript).
+    String,
+    /// 16 lowercase hex digits.
+    Hex,
+    /// 11 characters of `0-9A-Za-z`, ordered like the numbers.
+    Radix62,
+    /// 13 characters of `0-9a-z`, ordered like the numbers.
+    Radix36,
+    /// Time and fields spelled out (snowflake IDs only).
+    Friendly,
+}
+
+/// `GET /v1/snowflake?count=N[&format=F]` → `{"ids":[…]}`.
 #[utoipa::path(
     get,
     path = "/v1/snowflake",
     tag = "ids",
     params(
         ("count" = Option<u32>, Query, description = "IDs wanted, 1..=server.max_count (default 100000); default 1", minimum = 1),
-        ("format" = Option<IdFormat>, Query, description = "number (default), or string for JavaScript"),
+        ("format" = Option<IdFormat>, Query, description = "number (default), string, hex, radix62, radix36 or friendly"),
     ),
     responses(
         (status = 200, description = "The IDs, strictly increasing", body = IdsBody),
@@ -104,8 +137,10 @@ pub(super) async fn snowflake(
     let max = node.config.server.max_count;
     let count =
         parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
-    let as_strings = wants_strings(&params)?;
-    let lane = node.generator.load().assign_lane();
+    let form = id_form(&params, true)?;
+    // An Arc, not a guard: it is held across the wait for the IDs.
+    let generator = node.generator.load_full();
+    let lane = generator.assign_lane();
     let mut ids = Vec::new();
     if let Err(e) = node.issue(lane, u64::from(count), &mut ids).await {
         node.metrics.request_error("http", "unavailable");
@@ -115,21 +150,11 @@ pub(super) async fn snowflake(
     Ok(axum::Json(IdsBody {
         ids: Ids {
             ids: &ids,
-            as_strings,
+            form,
+            layout: Some(generator.layout()),
         },
     })
     .into_response())
-}
-
-/// How IDs are written in a reply.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // a description of the `format` parameter
-pub(super) enum IdFormat {
-    /// JSON numbers.
-    Number,
-    /// Decimal strings (exact in JavaScript).
-    String,
 }
 
 /// `GET /v1/segment/{tag}?count=N` → `{"tag":…,"ids":[…]}`.
@@ -140,7 +165,7 @@ pub(super) enum IdFormat {
     params(
         ("tag" = String, Path, description = "The business tag: 1..=128 bytes, no control characters"),
         ("count" = Option<u32>, Query, description = "IDs wanted, 1..=server.max_count; default 1", minimum = 1),
-        ("format" = Option<IdFormat>, Query, description = "number (default) or string"),
+        ("format" = Option<IdFormat>, Query, description = "number (default), string, hex, radix62 or radix36 (not friendly)"),
     ),
     responses(
         (status = 200, description = "The IDs, increasing", body = TagIdsBody),
@@ -158,13 +183,14 @@ pub(super) async fn segment(
     let max = node.config.server.max_count;
     let count =
         parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
-    let as_strings = wants_strings(&params)?;
+    let form = id_form(&params, false)?;
     match node.segments()?.allocate(&tag, count).await {
         Ok(ids) => Ok(axum::Json(TagIdsBody {
             tag: &tag,
             ids: Ids {
                 ids: &ids,
-                as_strings,
+                form,
+                layout: None,
             },
         })
         .into_response()),
@@ -172,7 +198,8 @@ pub(super) async fn segment(
     }
 }
 
-/// floe-core's one JSON shape of a decoded ID (fields in layout order), plus the layout.
+/// floe-core's one JSON shape of a decoded ID (fields in layout order), plus the layout, the
+/// form the ID was read in and the ID in every form.
 #[derive(serde::Serialize, ToSchema)]
 pub(super) struct DecodeBody<'a> {
     /// The decoded ID.
@@ -181,37 +208,59 @@ pub(super) struct DecodeBody<'a> {
     decoded: &'a floe_core::Decoded,
     /// The layout's spec string, so the reader knows how the bits were split.
     layout: String,
+    /// The form the path was read as.
+    form: &'static str,
+    /// The ID in every string form.
+    forms: std::collections::BTreeMap<&'static str, String>,
 }
 
-/// `GET /v1/decode/{id}` → every field of the ID under the configured layout.
+/// `GET /v1/decode/{id}[?form=F]` → every field of the ID under the configured layout; the ID in
+/// any form (detected, or the one `form` names), the form it was read as, and its other forms.
 #[utoipa::path(
     get,
     path = "/v1/decode/{id}",
     tag = "ids",
-    params(("id" = String, Path, description = "An ID in decimal or 0x hexadecimal")),
+    params(
+        ("id" = String, Path, description = "An ID in any form: decimal, 0x hex, hex, radix62, radix36, friendly"),
+        ("form" = Option<IdFormat>, Query, description = "Read the ID in this form instead of detecting it"),
+    ),
     responses(
-        (status = 200, description = "The ID's time and fields", body = DecodeBody),
-        (status = 400, description = "Not an ID of this layout", body = ErrorBody),
+        (status = 200, description = "The ID's time and fields, the form it was read as, and its other forms", body = DecodeBody),
+        (status = 400, description = "Not an ID of this layout, or a bad form", body = ErrorBody),
     )
 )]
 pub(super) async fn decode(
     State(node): State<Arc<Node>>,
     PathParam(text): PathParam,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let id = floe_core::parse_id(&text).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "id must be a decimal or 0x-prefixed hexadecimal integer in 0..={}, got {text:?}",
-            u64::MAX
-        ))
-    })?;
     let generator = node.generator.load();
     let layout = generator.layout();
+    let forced = param(&params, "form")
+        .map(|f| f.parse::<IdForm>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (id, form) = match forced {
+        Some(form) => (form.parse(text.trim(), Some(layout)), form),
+        None => match IdForm::detect(&text, Some(layout)) {
+            Ok((id, form)) => (Ok(id), form),
+            Err(e) => (Err(e), IdForm::Number),
+        },
+    };
+    let id = id.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let decoded = layout
         .decode(id)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let forms = IdForm::ALL
+        .into_iter()
+        .filter(|f| *f != IdForm::Number)
+        .filter_map(|f| Some((f.name(), f.render(id, Some(layout))?)))
+        .collect();
     Ok(axum::Json(DecodeBody {
         decoded: &decoded,
         layout: layout.to_string(),
+        form: form.name(),
+        forms,
     })
     .into_response())
 }
