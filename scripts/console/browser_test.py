@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
@@ -48,7 +50,8 @@ def eventually(what, check, within=DEADLINE):
             if value:
                 return value
             last = f"{what}: got {value!r}"
-        except (AssertionError, KeyError, ValueError) as e:
+        # The page re-renders its tables every second: an element read mid-update goes stale.
+        except (AssertionError, KeyError, ValueError, IndexError, WebDriverException) as e:
             last = f"{what}: {e}"
         if time.monotonic() > end:
             raise AssertionError(f"not within {within}s: {last}")
@@ -337,9 +340,18 @@ class Suite:
         assert text(self.d, '[data-decoded="time"]') == want["time"]
         for k, v in want["fields"].items():
             assert text(self.d, f'[data-decoded="field {k}"]') == str(v), k
+        status, _, body = self.floe.request("GET", "/v1/decode/not-an-id")
+        assert status == 400, (status, body)
+        message = json.loads(body)["error"]["message"]
         box.clear()
         box.send_keys("not-an-id", Keys.ENTER)
-        eventually("decode error shown", lambda: "id must be" in text(self.d, "#decode-error"))
+        eventually("the server's decode error shown", lambda: text(self.d, "#decode-error") == message)
+        for text_form in want["forms"].values():
+            form = self.floe.json(f"/v1/decode/{urllib.parse.quote(text_form, safe='')}")["form"]
+            box.clear()
+            box.send_keys(text_form, Keys.ENTER)
+            eventually(f"{form} form decoded", lambda f=form: text(self.d, '[data-decoded="form"]') == f
+                       and text(self.d, '[data-decoded="id"]') == str(the_id))
         box.clear()
         box.send_keys(str(the_id), Keys.ENTER)
         eventually("decoded again", lambda: text(self.d, '[data-decoded="id"]') == str(the_id))
