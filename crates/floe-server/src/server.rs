@@ -162,7 +162,9 @@ impl Server {
         };
 
         let node = Arc::new(Node {
-            segments: segment::service(&config).await?,
+            segments: segment::service(&config)
+                .await
+                .map_err(ServerError::Segment)?,
             config,
             generator: ArcSwap::from_pointee(generator),
             high_water,

@@ -19,7 +19,6 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 pub use crate::config::ServiceConfig;
 use crate::config::{Config, SegmentSettings};
-use crate::error::ServerError;
 pub use service::{SegmentService, TagState};
 
 /// Why a segment request got no IDs; each variant maps to one status of every protocol.
@@ -85,7 +84,7 @@ pub struct TagView {
 /// The segment service the configuration asks for. The database is not needed to start: the
 /// table is created and the first segments loaded in the background, retried until it answers.
 /// `None` when segment mode is off.
-pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService>>, ServerError> {
+pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService>>, SegmentError> {
     let Some(settings) = &config.segment else {
         return Ok(None);
     };
@@ -94,8 +93,7 @@ pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", config.data_dir.join("floe.db").display()));
     let store = open(&url, settings).await?;
-    let service = SegmentService::new(store.clone(), settings.service.clone())
-        .map_err(ServerError::Segment)?;
+    let service = SegmentService::new(store.clone(), settings.service.clone())?;
     // With the database up, the table exists before the node says it is listening; a database
     // that is down is waited for in the background instead of failing the start.
     let mut create_table = settings.store.create_table;
@@ -111,12 +109,12 @@ pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService
     Ok(Some(service))
 }
 
-async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentStore>, ServerError> {
+async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentStore>, SegmentError> {
     let mut options = settings.store.clone();
     options.create_table = false; // done by `prepare`, which may wait for the database
     let store = SqlSegmentStore::connect(url, settings.table.clone(), options)
         .await
-        .map_err(|e| ServerError::Segment(e.into()))?;
+        .map_err(SegmentError::from)?;
     Ok(Arc::new(store))
 }
 
