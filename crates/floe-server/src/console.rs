@@ -128,8 +128,11 @@ impl RateHistory {
     }
 }
 
+/// One series line of a scrape page: name, labels (name, value) and value.
+type Series<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+
 /// A series line: name, labels, value.
-fn series(line: &str) -> Option<(&str, Vec<(&str, &str)>, f64)> {
+fn series(line: &str) -> Option<Series<'_>> {
     if line.starts_with('#') {
         return None;
     }
