@@ -11,6 +11,12 @@
 //!   further back, [`GenError::ClockRollback`] until the clock catches up;
 //! - no ID is issued in a tick that the high-water mark does not cover yet, so a restarted node
 //!   starts after every ID it ever issued.
+//!
+//! The issuing path trusts the clock's `now_ms`, which may be a cached reading
+//! ([`TickerClock`](crate::TickerClock)); a decision to wait or to refuse is taken again on a
+//! fresh reading (`now_us`) first, so a stale cache can delay the time field, never a caller.
+//! [`LaneHandle`] hands single IDs out of small blocks reserved on its lane, so one ID costs
+//! a clock load and no shared write.
 
 use std::time::Duration;
 
@@ -19,7 +25,7 @@ use thiserror::Error;
 use crate::clock::Clock;
 use crate::highwater::{HighWater, HighWaterError};
 use crate::layout::{mask, rfc3339, FieldKind, Identity, Layout, LayoutError};
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, CacheLine, Mutex, Ordering};
 
 /// A lane word that marks the generator as shut down; no real state reaches it.
 const CLOSED: u64 = u64::MAX;
@@ -171,12 +177,50 @@ impl Plan {
         self.epoch_ms
             .saturating_add(tick.saturating_mul(self.unit_ms))
     }
+
+    /// The tick of a clock reading; a reading before the epoch wraps to a huge tick, which
+    /// callers that cannot fail (the handle's freshness test) treat as "not fresh".
+    #[inline(always)]
+    fn tick_of(&self, ms: u64) -> u64 {
+        let since = ms.wrapping_sub(self.epoch_ms);
+        // A division costs more than the rest of the hot path; ms layouts skip it.
+        if self.unit_ms == 1 {
+            since
+        } else {
+            since / self.unit_ms
+        }
+    }
+
+    /// The first lane word past tick `tick` (saturating: the last tick of a 64-bit word).
+    fn word_after(&self, tick: u64) -> u64 {
+        tick.saturating_add(1).saturating_mul(1 << self.seq_bits)
+    }
 }
 
 /// One lane's word on its own cache line, so lanes on different cores do not false-share.
-#[derive(Debug)]
-#[repr(align(128))]
-struct LaneWord(AtomicU64);
+type LaneWord = CacheLine<AtomicU64>;
+
+/// Why one attempt at a reservation, taken at one clock reading, did not issue.
+enum Stop {
+    /// The clock reads this many ticks behind the highest tick seen, more than `max_rollback`.
+    Rollback {
+        /// Ticks behind.
+        behind: u64,
+    },
+    /// The reservation's last tick lies past the drift limit.
+    Wait {
+        /// The last tick the reservation needs.
+        tick: u64,
+    },
+    /// Final, whatever the clock reads.
+    Fail(GenError),
+}
+
+impl From<GenError> for Stop {
+    fn from(e: GenError) -> Self {
+        Stop::Fail(e)
+    }
+}
 
 /// Random state for volume hiding; touched only when a tick advances.
 #[derive(Debug)]
@@ -459,10 +503,10 @@ impl<C: Clock> Generator<C> {
         let start_word = floor << seq_bits;
         Ok(Generator {
             lanes: (0..lanes)
-                .map(|_| LaneWord(AtomicU64::new(start_word)))
+                .map(|_| CacheLine(AtomicU64::new(start_word)))
                 .collect(),
             next_lane: AtomicUsize::new(0),
-            seen: LaneWord(AtomicU64::new(now_tick.max(floor))),
+            seen: CacheLine(AtomicU64::new(now_tick.max(floor))),
             // The ticks below the floor are covered by the mark already (and never issued).
             hw_end: AtomicU64::new(floor),
             start_word,
@@ -511,23 +555,30 @@ impl<C: Clock> Generator<C> {
         self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len()
     }
 
-    /// Reads the clock as (Unix ms, tick).
+    /// Reads the clock (for a caching clock, its cached reading) as (Unix ms, tick).
     #[inline]
     fn wall(&self) -> Result<(u64, u64), GenError> {
         let ms = self.clock.now_ms();
-        let since =
-            ms.checked_sub(self.plan.epoch_ms)
-                .ok_or_else(|| GenError::ClockBeforeEpoch {
-                    now: rfc3339(ms),
-                    epoch: rfc3339(self.plan.epoch_ms),
-                })?;
-        // A division costs more than the rest of the hot path; ms layouts skip it.
-        let tick = if self.plan.unit_ms == 1 {
-            since
-        } else {
-            since / self.plan.unit_ms
-        };
-        Ok((ms, tick))
+        self.check_epoch(ms)?;
+        Ok((ms, self.plan.tick_of(ms)))
+    }
+
+    /// A fresh reading as (Unix µs, tick), for the decisions to wait or to refuse.
+    fn wall_fresh(&self) -> Result<(u64, u64), GenError> {
+        let us = self.clock.now_us();
+        self.check_epoch(us / 1000)?;
+        Ok((us, self.plan.tick_of(us / 1000)))
+    }
+
+    #[inline]
+    fn check_epoch(&self, ms: u64) -> Result<(), GenError> {
+        if ms < self.plan.epoch_ms {
+            return Err(GenError::ClockBeforeEpoch {
+                now: rfc3339(ms),
+                epoch: rfc3339(self.plan.epoch_ms),
+            });
+        }
+        Ok(())
     }
 
     /// Records a wall tick; returns the highest seen so far.
@@ -571,6 +622,14 @@ impl<C: Clock> Generator<C> {
     /// final for this call.
     #[inline]
     pub fn try_reserve(&self, lane: usize, n: u64) -> Result<Reservation, GenError> {
+        self.take(lane, n, false).map(|(r, _)| r)
+    }
+
+    /// Reserves `n` IDs on `lane` or, with `partial`, as many of them (at least one) as fit
+    /// below the drift limit, so a handle's block never waits while IDs of this tick are left.
+    /// Also returns the wall tick the reservation was decided at.
+    #[inline]
+    fn take(&self, lane: usize, n: u64, partial: bool) -> Result<(Reservation, u64), GenError> {
         let word = &self
             .lanes
             .get(lane)
@@ -580,7 +639,7 @@ impl<C: Clock> Generator<C> {
             })?
             .0;
         if n == 0 {
-            return Ok(self.reservation(lane, 0, 0));
+            return Ok((self.reservation(lane, 0, 0), 0));
         }
         if n > self.max_batch {
             return Err(GenError::BatchTooLarge {
@@ -588,14 +647,64 @@ impl<C: Clock> Generator<C> {
                 max: self.max_batch,
             });
         }
+        let (_, now) = self.wall()?;
+        match self.take_at(word, lane, n, partial, now) {
+            Ok(r) => Ok((r, now)),
+            Err(Stop::Fail(e)) => Err(e),
+            Err(Stop::Rollback { .. } | Stop::Wait { .. }) => {
+                self.take_fresh(word, lane, n, partial)
+            }
+        }
+    }
+
+    /// The decision again on a fresh reading, which a caching clock also publishes: a cache
+    /// that lags (a late or stalled ticker) never makes a caller wait or fail.
+    #[cold]
+    #[inline(never)]
+    fn take_fresh(
+        &self,
+        word: &AtomicU64,
+        lane: usize,
+        n: u64,
+        partial: bool,
+    ) -> Result<(Reservation, u64), GenError> {
+        let (now_us, now) = self.wall_fresh()?;
+        match self.take_at(word, lane, n, partial, now) {
+            Ok(r) => Ok((r, now)),
+            Err(Stop::Fail(e)) => Err(e),
+            Err(Stop::Rollback { behind }) => Err(GenError::ClockRollback {
+                behind_ms: behind * self.plan.unit_ms,
+                limit_ms: self.max_rollback * self.plan.unit_ms,
+            }),
+            Err(Stop::Wait { tick }) => {
+                // To the microsecond: sleeping whole milliseconds from an unknown phase would
+                // overshoot the next tick about half the time and lose it (max_drift = 0).
+                let wake_us = self
+                    .plan
+                    .tick_start_ms(tick - self.max_drift)
+                    .saturating_mul(1000);
+                Err(GenError::WouldWait {
+                    wait: Duration::from_micros(wake_us.saturating_sub(now_us).max(1)),
+                })
+            }
+        }
+    }
+
+    /// One attempt at the reservation with the wall clock at tick `now`: one compare-and-swap
+    /// of the lane word, unless a high-water write is due first.
+    #[inline(always)]
+    fn take_at(
+        &self,
+        word: &AtomicU64,
+        lane: usize,
+        n: u64,
+        partial: bool,
+        now: u64,
+    ) -> Result<Reservation, Stop> {
         let s = self.plan.seq_bits;
-        let (now_ms, now) = self.wall()?;
         let seen = self.observe(now);
         if seen - now > self.max_rollback {
-            return Err(GenError::ClockRollback {
-                behind_ms: (seen - now) * self.plan.unit_ms,
-                limit_ms: self.max_rollback * self.plan.unit_ms,
-            });
+            return Err(Stop::Rollback { behind: seen - now });
         }
         let limit = seen + self.max_drift;
         // Everything shared is read before the lane word, so the window between loading the
@@ -604,24 +713,26 @@ impl<C: Clock> Generator<C> {
         let mut cur = word.load(Ordering::Relaxed);
         loop {
             if cur == CLOSED {
-                return Err(GenError::Closed);
+                return Err(Stop::Fail(GenError::Closed));
             }
             let base = if now > cur >> s {
                 self.fresh_tick(now, limit, n)
             } else {
                 cur
             };
-            let end = base.checked_add(n).ok_or_else(|| self.exhausted())?;
+            let mut end = base
+                .checked_add(n)
+                .ok_or_else(|| Stop::Fail(self.exhausted()))?;
+            if partial && base >> s <= limit {
+                end = end.min(self.plan.word_after(limit));
+            }
             let last_tick = (end - 1) >> s;
             if last_tick >= hw_end || last_tick > limit {
                 if last_tick > self.plan.max_tick {
-                    return Err(self.exhausted());
+                    return Err(Stop::Fail(self.exhausted()));
                 }
                 if last_tick > limit {
-                    let wake_ms = self.plan.tick_start_ms(last_tick - self.max_drift);
-                    return Err(GenError::WouldWait {
-                        wait: Duration::from_millis(wake_ms.saturating_sub(now_ms).max(1)),
-                    });
+                    return Err(Stop::Wait { tick: last_tick });
                 }
                 self.extend_high_water(last_tick, self.window_end(last_tick, now))?;
                 hw_end = self.hw_end.load(Ordering::Acquire);
@@ -629,7 +740,7 @@ impl<C: Clock> Generator<C> {
                 continue;
             }
             match word.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Ok(self.reservation(lane, base, n)),
+                Ok(_) => return Ok(self.reservation(lane, base, end - base)),
                 Err(actual) => {
                     // Lost the race for the lane word: a short pause lets the winner finish
                     // with the cache line instead of both cores bouncing it.
@@ -638,6 +749,23 @@ impl<C: Clock> Generator<C> {
                 }
             }
         }
+    }
+
+    /// A [`LaneHandle`] on the next lane (round-robin, as [`assign_lane`](Self::assign_lane)):
+    /// the fast single-ID API, one per thread.
+    pub fn handle(&self) -> LaneHandle<'_, C> {
+        LaneHandle::new(self, self.assign_lane())
+    }
+
+    /// A [`LaneHandle`] on `lane`.
+    pub fn handle_on(&self, lane: usize) -> Result<LaneHandle<'_, C>, GenError> {
+        if lane >= self.lanes.len() {
+            return Err(GenError::NoLane {
+                lane,
+                lanes: self.lanes.len(),
+            });
+        }
+        Ok(LaneHandle::new(self, lane))
     }
 
     /// Reserves `n` IDs on `lane`, sleeping on the clock while the sequence is exhausted.
@@ -720,7 +848,8 @@ impl<C: Clock> Generator<C> {
     /// It reaches past what was issued and past the wall clock, never past a restart floor
     /// nothing was issued at: a node that only starts and stops does not move its mark.
     pub fn prepare(&self) -> Result<(), GenError> {
-        let (_, now) = self.wall()?;
+        // A fresh reading: this runs off the issuing path, and it refreshes a caching clock.
+        let (_, now) = self.wall_fresh()?;
         self.observe(now);
         let base = self.last_issued_tick().map_or(now, |t| t.max(now));
         self.extend_high_water(base + self.window / 2, self.window_end(base, now))
@@ -761,7 +890,8 @@ impl<C: Clock> Generator<C> {
 
     /// Where the clock stands relative to logical time.
     pub fn clock_state(&self) -> ClockState {
-        let wall_ms = self.clock.now_ms();
+        // Fresh, so health and metrics never report a cache's lag as a rollback.
+        let wall_ms = self.clock.now_us() / 1000;
         let now = self.layout.tick_at(wall_ms).unwrap_or(0);
         let seen = self.seen.0.load(Ordering::Relaxed).max(now);
         let logical = self
@@ -779,5 +909,117 @@ impl<C: Clock> Generator<C> {
             rollback_exceeded: seen - now > self.max_rollback,
             high_water_ms: self.plan.tick_start_ms(self.hw_end.load(Ordering::Relaxed)),
         }
+    }
+}
+
+/// Largest block a [`LaneHandle`] reserves at once.
+const MAX_BLOCK: u64 = 1024;
+
+/// Single IDs for one thread, from small blocks reserved on one lane: one ID costs a clock
+/// read (one atomic load with a [`TickerClock`](crate::TickerClock)), a load of the shut-down
+/// flag and a few shifts; no atomic write, so threads with handles do not contend per ID.
+///
+/// - IDs from one handle strictly increase (its blocks come from one lane word, in order);
+///   handles sharing a lane interleave by blocks, so give each thread its own lane where the
+///   layout has lanes.
+/// - An ID is handed out only while the clock reads the tick its block was reserved at or the
+///   next one: its time field is at most one tick behind the clock at issue. Otherwise the
+///   rest of the block is dropped (never issued) and a new one reserved through the generator,
+///   with every rule of [`Generator::try_reserve`] (drift, rollback, high-water mark).
+/// - The block size adapts: it doubles while blocks are used up (up to 1,024 IDs and 1/16 of a
+///   tick's sequence) and halves when one is dropped, so a handle called once a tick strands
+///   no more than a couple of IDs per tick, and a busy one reserves once per thousand IDs.
+/// - After [`Generator::shutdown`] every call returns [`GenError::Closed`]; IDs already reserved
+///   lie below the lowered mark.
+#[derive(Debug)]
+pub struct LaneHandle<'g, C> {
+    /// The generator the blocks come from.
+    generator: &'g Generator<C>,
+    /// The lane this handle reserves on.
+    lane: usize,
+    /// The current block (its shifts and fixed bits compose the IDs).
+    block: Reservation,
+    /// Next lane word to hand out; `end` is exclusive.
+    next: u64,
+    /// End of the current block.
+    end: u64,
+    /// The wall tick the block was reserved at.
+    tick: u64,
+    /// Size of the next block.
+    size: u64,
+    /// Largest block for this layout.
+    max_size: u64,
+}
+
+impl<'g, C: Clock> LaneHandle<'g, C> {
+    fn new(generator: &'g Generator<C>, lane: usize) -> Self {
+        let per_tick = 1u64 << generator.plan.seq_bits;
+        LaneHandle {
+            generator,
+            lane,
+            block: generator.reservation(lane, 0, 0),
+            next: 0,
+            end: 0,
+            tick: 0,
+            size: 1,
+            max_size: (per_tick / 16).clamp(1, MAX_BLOCK),
+        }
+    }
+
+    /// The lane this handle is bound to.
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
+
+    /// One ID without blocking; [`GenError::WouldWait`] as for [`Generator::try_reserve`].
+    #[inline]
+    pub fn try_next_id(&mut self) -> Result<u64, GenError> {
+        if self.next < self.end && self.fresh() {
+            let id = self.block.id_at(self.next);
+            self.next += 1;
+            return Ok(id);
+        }
+        self.refill()
+    }
+
+    /// One ID, sleeping on the clock while the sequence is exhausted.
+    pub fn next_id(&mut self) -> Result<u64, GenError> {
+        loop {
+            match self.try_next_id() {
+                Err(GenError::WouldWait { wait }) => self.generator.clock.sleep(wait),
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the block may still be handed out: the clock reads its tick or the next one
+    /// (a step back, or more time passed, goes through the generator's rules), and the
+    /// generator is not shut down.
+    #[inline(always)]
+    fn fresh(&self) -> bool {
+        let g = self.generator;
+        let now = g.plan.tick_of(g.clock.now_ms());
+        now.wrapping_sub(self.tick) <= 1 && !g.closed.load(Ordering::Relaxed)
+    }
+
+    /// Reserves the next block and hands out its first ID.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) -> Result<u64, GenError> {
+        // A block used up asks for a larger one; one dropped with IDs left, a smaller one.
+        let size = if self.next < self.end {
+            (self.size / 2).max(1)
+        } else {
+            (self.size * 2).min(self.max_size)
+        };
+        // Nothing of the old block is handed out after this point, whatever happens below.
+        self.end = self.next;
+        let (block, tick) = self.generator.take(self.lane, size, true)?;
+        self.size = size;
+        self.block = block;
+        self.next = block.first + 1;
+        self.end = block.first + block.len;
+        self.tick = tick;
+        Ok(block.id_at(block.first))
     }
 }
