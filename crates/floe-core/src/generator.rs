@@ -937,15 +937,25 @@ pub struct LaneHandle<'g, C> {
     generator: &'g Generator<C>,
     /// The lane this handle reserves on.
     lane: usize,
-    /// The current block (its shifts and fixed bits compose the IDs).
+    /// The next ID to hand out, followed by `left - 1` more in steps of `step`: the rest of the
+    /// block within one tick, where only the sequence field counts up.
+    id: u64,
+    /// IDs left in the current run.
+    left: u64,
+    /// One in the sequence field (`1 << seq_shift`).
+    step: u64,
+    /// The current block (its shifts and fixed bits compose the first ID of each run).
     block: Reservation,
-    /// Next lane word to hand out; `end` is exclusive.
+    /// The block's lane words after the current run; `end` is exclusive.
     next: u64,
     /// End of the current block.
     end: u64,
-    /// The wall tick the block was reserved at.
-    tick: u64,
-    /// Size of the next block.
+    /// Start (Unix ms) of the wall tick the block was reserved at: its IDs are handed out while
+    /// the clock reads `fresh_from_ms .. fresh_from_ms + fresh_span_ms` (that tick and the next).
+    fresh_from_ms: u64,
+    /// Two ticks, in ms.
+    fresh_span_ms: u64,
+    /// Size of the last block reserved.
     size: u64,
     /// Largest block for this layout.
     max_size: u64,
@@ -957,10 +967,14 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
         LaneHandle {
             generator,
             lane,
+            id: 0,
+            left: 0,
+            step: 1 << generator.plan.seq_shift,
             block: generator.reservation(lane, 0, 0),
             next: 0,
             end: 0,
-            tick: 0,
+            fresh_from_ms: 0,
+            fresh_span_ms: 2 * generator.plan.unit_ms,
             size: 1,
             max_size: (per_tick / 16).clamp(1, MAX_BLOCK),
         }
@@ -974,16 +988,24 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
     /// One ID without blocking; [`GenError::WouldWait`] as for [`Generator::try_reserve`].
     #[inline]
     pub fn try_next_id(&mut self) -> Result<u64, GenError> {
-        if self.next < self.end && self.fresh() {
-            let id = self.block.id_at(self.next);
-            self.next += 1;
-            return Ok(id);
+        match self.from_run() {
+            Some(id) => Ok(id),
+            None => self.refill(),
         }
-        self.refill()
     }
 
     /// One ID, sleeping on the clock while the sequence is exhausted.
+    #[inline]
     pub fn next_id(&mut self) -> Result<u64, GenError> {
+        match self.from_run() {
+            Some(id) => Ok(id),
+            None => self.next_id_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_id_slow(&mut self) -> Result<u64, GenError> {
         loop {
             match self.try_next_id() {
                 Err(GenError::WouldWait { wait }) => self.generator.clock.sleep(wait),
@@ -992,34 +1014,67 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
         }
     }
 
-    /// Whether the block may still be handed out: the clock reads its tick or the next one
-    /// (a step back, or more time passed, goes through the generator's rules), and the
-    /// generator is not shut down.
+    /// Whether the block may still be handed out: the clock reads the block's tick or the
+    /// next one (a step back, or more time passed, goes through the generator's rules), and
+    /// the generator is not shut down.
     #[inline(always)]
     fn fresh(&self) -> bool {
         let g = self.generator;
-        let now = g.plan.tick_of(g.clock.now_ms());
-        now.wrapping_sub(self.tick) <= 1 && !g.closed.load(Ordering::Relaxed)
+        g.clock.now_ms().wrapping_sub(self.fresh_from_ms) < self.fresh_span_ms
+            && !g.closed.load(Ordering::Relaxed)
     }
 
-    /// Reserves the next block and hands out its first ID.
+    /// The next ID of the current run, if there is one and the block is fresh.
+    #[inline(always)]
+    fn from_run(&mut self) -> Option<u64> {
+        if self.left != 0 && self.fresh() {
+            let id = self.id;
+            self.id += self.step;
+            self.left -= 1;
+            return Some(id);
+        }
+        None
+    }
+
+    /// Starts the run at lane word `next`: up to the block's end or the end of that tick.
+    fn start_run(&mut self) {
+        let run_end = self.end.min(
+            self.generator
+                .plan
+                .word_after(self.next >> self.block.seq_bits),
+        );
+        self.id = self.block.id_at(self.next);
+        self.left = run_end - self.next;
+        self.next = run_end;
+    }
+
+    /// Moves to the block's next tick, or reserves a new block, and hands out the first ID.
     #[cold]
     #[inline(never)]
     fn refill(&mut self) -> Result<u64, GenError> {
-        // A block used up asks for a larger one; one dropped with IDs left, a smaller one.
-        let size = if self.next < self.end {
-            (self.size / 2).max(1)
+        if self.left == 0 && self.next < self.end && self.fresh() {
+            self.start_run();
         } else {
-            (self.size * 2).min(self.max_size)
-        };
-        // Nothing of the old block is handed out after this point, whatever happens below.
-        self.end = self.next;
-        let (block, tick) = self.generator.take(self.lane, size, true)?;
-        self.size = size;
-        self.block = block;
-        self.next = block.first + 1;
-        self.end = block.first + block.len;
-        self.tick = tick;
-        Ok(block.id_at(block.first))
+            // A block used up asks for a larger one; one dropped with IDs left, a smaller one.
+            let size = if self.left != 0 || self.next < self.end {
+                (self.size / 2).max(1)
+            } else {
+                (self.size * 2).min(self.max_size)
+            };
+            // Nothing of the old block is handed out after this point, whatever happens below.
+            self.left = 0;
+            self.next = self.end;
+            let (block, tick) = self.generator.take(self.lane, size, true)?;
+            self.size = size;
+            self.block = block;
+            self.next = block.first;
+            self.end = block.first + block.len;
+            self.fresh_from_ms = self.generator.plan.tick_start_ms(tick);
+            self.start_run();
+        }
+        let id = self.id;
+        self.id += self.step;
+        self.left -= 1;
+        Ok(id)
     }
 }
