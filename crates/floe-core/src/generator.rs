@@ -988,7 +988,7 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
     /// One ID without blocking; [`GenError::WouldWait`] as for [`Generator::try_reserve`].
     #[inline]
     pub fn try_next_id(&mut self) -> Result<u64, GenError> {
-        match self.from_run() {
+        match self.take_from_run() {
             Some(id) => Ok(id),
             None => self.refill(),
         }
@@ -997,7 +997,7 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
     /// One ID, sleeping on the clock while the sequence is exhausted.
     #[inline]
     pub fn next_id(&mut self) -> Result<u64, GenError> {
-        match self.from_run() {
+        match self.take_from_run() {
             Some(id) => Ok(id),
             None => self.next_id_slow(),
         }
@@ -1026,7 +1026,7 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
 
     /// The next ID of the current run, if there is one and the block is fresh.
     #[inline(always)]
-    fn from_run(&mut self) -> Option<u64> {
+    fn take_from_run(&mut self) -> Option<u64> {
         if self.left != 0 && self.fresh() {
             let id = self.id;
             self.id += self.step;
