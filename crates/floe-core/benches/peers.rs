@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use ferroid::generator::AtomicSnowflakeGenerator;
 use ferroid::id::SnowflakeTwitterId;
 use ferroid::time::{MonotonicClock, TWITTER_EPOCH};
@@ -93,12 +94,14 @@ impl Medians {
     }
 }
 
-/// Makes, inside a thread, the function that issues one ID there.
-type Maker<'a> = dyn Fn() -> Box<dyn FnMut() -> u64 + 'a> + Sync + 'a;
-
-/// Times `iters` calls of `id` per thread on `threads` threads started together; the slower
-/// thread's time counts (per-ID time while the others run).
-fn timed(threads: usize, iters: u64, make: &Maker<'_>) -> Duration {
+/// Times `iters` calls per thread on `threads` threads started together, each calling the
+/// function `make` built inside it (monomorphised: no indirect call per ID for anyone); the
+/// slower thread's time counts (per-ID time while the others run).
+fn timed<M, F>(threads: usize, iters: u64, make: &M) -> Duration
+where
+    M: Fn() -> F + Sync,
+    F: FnMut() -> u64,
+{
     let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -125,6 +128,27 @@ fn timed(threads: usize, iters: u64, make: &Maker<'_>) -> Duration {
     })
 }
 
+/// One single-ID benchmark at `threads` threads, its samples kept for the ratios.
+fn single<M, F>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    medians: &Medians,
+    threads: usize,
+    name: &str,
+    make: M,
+) where
+    M: Fn() -> F + Sync,
+    F: FnMut() -> u64,
+{
+    let id = format!("{threads}-thread/{name}");
+    group.bench_function(&id, |b| {
+        b.iter_custom(|iters| {
+            let d = timed(threads, iters, &make);
+            medians.record(&id, d, iters);
+            d
+        })
+    });
+}
+
 fn singles(c: &mut Criterion, medians: &Medians) {
     let fast = floe(UNCAPPED, Duration::from_secs(1), ticker(UNCAPPED));
     let slow = floe(UNCAPPED, Duration::from_secs(1), SystemClock);
@@ -136,31 +160,20 @@ fn singles(c: &mut Criterion, medians: &Medians) {
     group.throughput(Throughput::Elements(1));
     group.sample_size(SAMPLES);
     for threads in [1usize, 2] {
-        let cases: [(&str, &Maker<'_>); 4] = [
-            ("floe-handle-ticker", &|| {
-                let mut h = fast.handle();
-                Box::new(move || h.next_id().unwrap())
-            }),
-            ("floe-next_id-ticker", &|| {
-                Box::new(|| fast.next_id(0).unwrap())
-            }),
-            ("floe-next_id-system", &|| {
-                Box::new(|| slow.next_id(0).unwrap())
-            }),
-            ("ferroid", &|| {
-                Box::new(|| peer.next_id(|_| std::thread::yield_now()).to_raw())
-            }),
-        ];
-        for (name, make) in cases {
-            let id = format!("{threads}-thread/{name}");
-            group.bench_function(&id, |b| {
-                b.iter_custom(|iters| {
-                    let d = timed(threads, iters, make);
-                    medians.record(&id, d, iters);
-                    d
-                })
-            });
-        }
+        let g = &mut group;
+        single(g, medians, threads, "floe-handle-ticker", || {
+            let mut h = fast.handle();
+            move || h.next_id().unwrap()
+        });
+        single(g, medians, threads, "floe-next_id-ticker", || {
+            || fast.next_id(0).unwrap()
+        });
+        single(g, medians, threads, "floe-next_id-system", || {
+            || slow.next_id(0).unwrap()
+        });
+        single(g, medians, threads, "ferroid", || {
+            || peer.next_id(|_| std::thread::yield_now()).to_raw()
+        });
     }
     group.finish();
 }

@@ -1029,7 +1029,8 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
     fn take_from_run(&mut self) -> Option<u64> {
         if self.left != 0 && self.fresh() {
             let id = self.id;
-            self.id += self.step;
+            // Wrapping: past the last ID of a run the value is never used.
+            self.id = self.id.wrapping_add(self.step);
             self.left -= 1;
             return Some(id);
         }
@@ -1073,7 +1074,7 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
             self.start_run();
         }
         let id = self.id;
-        self.id += self.step;
+        self.id = self.id.wrapping_add(self.step);
         self.left -= 1;
         Ok(id)
     }
