@@ -633,7 +633,8 @@ impl<C: Clock> Generator<C> {
         let word = &self
             .lanes
             .get(lane)
-            .ok_or(GenError::NoLane {
+            // `ok_or_else`: built eagerly, the error would be dropped on every call.
+            .ok_or_else(|| GenError::NoLane {
                 lane,
                 lanes: self.lanes.len(),
             })?
@@ -769,21 +770,40 @@ impl<C: Clock> Generator<C> {
     }
 
     /// Reserves `n` IDs on `lane`, sleeping on the clock while the sequence is exhausted.
+    #[inline]
     pub fn reserve(&self, lane: usize, n: u64) -> Result<Reservation, GenError> {
+        match self.try_reserve(lane, n) {
+            Err(GenError::WouldWait { wait }) => self.reserve_after(wait, lane, n),
+            other => other,
+        }
+    }
+
+    /// The waiting part of `reserve`, out of line so the issuing path carries no loop and no
+    /// error handling beyond one test.
+    #[cold]
+    #[inline(never)]
+    fn reserve_after(
+        &self,
+        mut wait: Duration,
+        lane: usize,
+        n: u64,
+    ) -> Result<Reservation, GenError> {
         loop {
+            self.clock.sleep(wait);
             match self.try_reserve(lane, n) {
-                Err(GenError::WouldWait { wait }) => self.clock.sleep(wait),
+                Err(GenError::WouldWait { wait: w }) => wait = w,
                 other => return other,
             }
         }
     }
 
-    /// One ID on `lane`, blocking while the sequence is exhausted.
+    /// One ID on `lane`, blocking while the sequence is exhausted. For many single IDs on one
+    /// thread, a [`LaneHandle`] is cheaper.
+    #[inline]
     pub fn next_id(&self, lane: usize) -> Result<u64, GenError> {
-        Ok(self
-            .reserve(lane, 1)?
-            .first()
-            .expect("a reservation of one holds one ID"))
+        let r = self.reserve(lane, 1)?;
+        // Not `first()`: `n = 1` is never empty, and no Option to unwrap on the hot path.
+        Ok(r.id_at(r.first))
     }
 
     fn exhausted(&self) -> GenError {
