@@ -21,13 +21,30 @@ pub fn thread_cpu() -> Duration {
     schedstat("/proc/thread-self/schedstat")
 }
 
-/// CPU time of every live thread of this process (ticker threads included).
-pub fn process_cpu() -> Duration {
+/// CPU time of the live threads of this process whose name passes `keep`.
+fn threads_cpu(keep: impl Fn(&str) -> bool) -> Duration {
     std::fs::read_dir("/proc/self/task")
         .expect("Linux /proc")
         .filter_map(Result::ok)
+        .filter(|t| {
+            keep(
+                std::fs::read_to_string(t.path().join("comm"))
+                    .unwrap_or_default()
+                    .trim(),
+            )
+        })
         .map(|t| schedstat(&format!("{}/schedstat", t.path().display())))
         .sum()
+}
+
+/// CPU time of every live thread of this process (ticker threads included).
+pub fn process_cpu() -> Duration {
+    threads_cpu(|_| true)
+}
+
+/// CPU time of Floe's ticker threads (`TickerClock`).
+pub fn ticker_cpu() -> Duration {
+    threads_cpu(|name| name == "floe-ticker")
 }
 
 /// One sustained run: IDs issued, wall time, CPU of the issuing thread and of the process.
@@ -39,6 +56,8 @@ pub struct Sustained {
     pub wall: Duration,
     /// CPU of the thread that issued (and waited).
     pub thread_cpu: Duration,
+    /// CPU of Floe's ticker threads.
+    pub ticker_cpu: Duration,
     /// CPU of the whole process (the issuing thread, tickers, anything else running).
     pub process_cpu: Duration,
 }
@@ -49,14 +68,16 @@ impl Sustained {
         self.ids as f64 / self.wall.as_secs_f64()
     }
 
-    /// Prints one line: rate, share of `ceiling`, CPU of the thread and the process.
+    /// Prints one line: rate, share of `ceiling`, CPU (% of a core) of the issuing thread, of
+    /// Floe's ticker and of the whole process.
     pub fn print(&self, name: &str, ceiling: f64) {
         let pct = |d: Duration| 100.0 * d.as_secs_f64() / self.wall.as_secs_f64();
         println!(
-            "{name:<44} {:>10.0} IDs/s  {:>6.2} % of ceiling  CPU: thread {:>5.1} %, process {:>5.1} % of a core",
+            "{name:<36} {:>8.0} IDs/s {:>6.2} % of ceiling | CPU % of a core: thread {:>4.1}, floe-ticker {:>3.1}, process {:>4.1}",
             self.rate(),
             100.0 * self.rate() / ceiling,
             pct(self.thread_cpu),
+            pct(self.ticker_cpu),
             pct(self.process_cpu),
         );
     }
@@ -67,7 +88,7 @@ impl Sustained {
 /// read once per 64 calls, so single-ID loops do not pay a clock read per ID.
 pub fn sustain(warmup: Duration, window: Duration, mut issue: impl FnMut() -> u64) -> Sustained {
     let mut run = |d: Duration| {
-        let (start, cpu, pcpu) = (Instant::now(), thread_cpu(), process_cpu());
+        let (start, cpu, tcpu, pcpu) = (Instant::now(), thread_cpu(), ticker_cpu(), process_cpu());
         let mut ids = 0u64;
         while start.elapsed() < d {
             for _ in 0..64 {
@@ -78,7 +99,8 @@ pub fn sustain(warmup: Duration, window: Duration, mut issue: impl FnMut() -> u6
             ids,
             wall: start.elapsed(),
             thread_cpu: thread_cpu() - cpu,
-            process_cpu: process_cpu() - pcpu,
+            ticker_cpu: ticker_cpu().saturating_sub(tcpu),
+            process_cpu: process_cpu().saturating_sub(pcpu),
         }
     };
     run(warmup);
