@@ -191,10 +191,16 @@ impl Plan {
         }
     }
 
-    /// The first lane word past tick `tick` (saturating: the last tick of a 64-bit word).
+    /// The first lane word past tick `tick`.
     fn word_after(&self, tick: u64) -> u64 {
-        tick.saturating_add(1).saturating_mul(1 << self.seq_bits)
+        word_after(tick, self.seq_bits)
     }
+}
+
+/// The first lane word past tick `tick` with `seq_bits` sequence bits (saturating: the last
+/// tick of a word that fills 64 bits).
+fn word_after(tick: u64, seq_bits: u32) -> u64 {
+    tick.saturating_add(1).saturating_mul(1 << seq_bits)
 }
 
 /// One lane's word on its own cache line, so lanes on different cores do not false-share.
@@ -304,18 +310,51 @@ impl Reservation {
         (r.first..r.first + r.len).map(move |w| r.id_at(w))
     }
 
+    /// The run of IDs from lane word `word` to `end` or to the end of that word's tick,
+    /// whichever comes first: its first ID and length. Within a run only the sequence field
+    /// counts up, so its IDs are `first + k * step` — an add per ID instead of composing each.
+    #[inline]
+    fn run_from(&self, word: u64, end: u64) -> (u64, u64) {
+        let run_end = end.min(word_after(word >> self.seq_bits, self.seq_bits));
+        (self.id_at(word), run_end - word)
+    }
+
+    /// One in the sequence field: the distance between consecutive IDs of a run.
+    #[inline]
+    fn step(&self) -> u64 {
+        1 << self.seq_shift
+    }
+
+    /// Calls `each(first_id, len)` for the runs of the reservation, in order.
+    #[inline]
+    fn for_each_run(&self, mut each: impl FnMut(u64, u64)) {
+        let (mut w, end) = (self.first, self.first + self.len);
+        while w < end {
+            let (id, len) = self.run_from(w, end);
+            each(id, len);
+            w += len;
+        }
+    }
+
     /// Appends the IDs to `out`, reserving space once.
     pub fn extend_into(&self, out: &mut Vec<u64>) {
         out.reserve(self.len as usize);
-        out.extend(self.iter());
+        let step = self.step();
+        self.for_each_run(|id, len| out.extend((0..len).map(|k| id + k * step)));
     }
 
     /// Writes the IDs into `out`, which must hold exactly `len` elements.
     pub fn fill(&self, out: &mut [u64]) {
         assert_eq!(out.len() as u64, self.len, "buffer length must match");
-        for (slot, w) in out.iter_mut().zip(self.first..) {
-            *slot = self.id_at(w);
-        }
+        let step = self.step();
+        let mut rest = out;
+        self.for_each_run(|id, len| {
+            let (run, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
+            for (k, slot) in run.iter_mut().enumerate() {
+                *slot = id + k as u64 * step;
+            }
+            rest = tail;
+        });
     }
 }
 
@@ -1037,7 +1076,7 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
             lane,
             id: 0,
             left: 0,
-            step: 1 << generator.plan.seq_shift,
+            step: generator.reservation(lane, 0, 0).step(),
             block: generator.reservation(lane, 0, 0),
             next: 0,
             end: 0,
@@ -1107,14 +1146,10 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
 
     /// Starts the run at lane word `next`: up to the block's end or the end of that tick.
     fn start_run(&mut self) {
-        let run_end = self.end.min(
-            self.generator
-                .plan
-                .word_after(self.next >> self.block.seq_bits),
-        );
-        self.id = self.block.id_at(self.next);
-        self.left = run_end - self.next;
-        self.next = run_end;
+        let (id, len) = self.block.run_from(self.next, self.end);
+        self.id = id;
+        self.left = len;
+        self.next += len;
     }
 
     /// Moves to the block's next tick, or reserves a new block, and hands out the first ID.

@@ -163,7 +163,7 @@ enum Step {
     Rewind(u64),
     /// Take this many IDs from handle 0 or 1.
     Take(usize, u8),
-    /// Take a batch through the generator.
+    /// Take a batch through the generator (up to 2.5 ticks of IDs: it may span ticks).
     Batch(u8),
 }
 
@@ -172,7 +172,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0u64..4, any::<bool>()).prop_map(|(d, t)| Step::Advance(d, t)),
         (1u64..15).prop_map(Step::Rewind),
         (0usize..2, 1u8..40).prop_map(|(h, n)| Step::Take(h, n)),
-        (1u8..20).prop_map(Step::Batch),
+        (1u8..80).prop_map(Step::Batch),
     ]
 }
 
@@ -221,7 +221,17 @@ proptest! {
                     }
                 }
                 Step::Batch(n) => match g.try_reserve(0, u64::from(n)) {
-                    Ok(r) => issued.extend(r.iter()),
+                    Ok(r) => {
+                        // Composed by runs (fill, extend_into) or one by one (iter): the same.
+                        let one_by_one: Vec<u64> = r.iter().collect();
+                        let mut filled = vec![0; r.len() as usize];
+                        r.fill(&mut filled);
+                        let mut extended = vec![7];
+                        r.extend_into(&mut extended);
+                        prop_assert_eq!(&filled, &one_by_one);
+                        prop_assert_eq!(&extended[1..], &one_by_one[..]);
+                        issued.extend(one_by_one);
+                    }
                     Err(GenError::WouldWait { .. } | GenError::ClockRollback { .. }) => {}
                     Err(e) => panic!("{e}"),
                 },
