@@ -113,7 +113,7 @@ impl TickerClock {
     /// `now_ms`) by a thread named `floe-ticker`, which wakes just after each period boundary
     /// of the source clock and ends when the last clone is dropped.
     ///
-    /// Costs one wake-up per period (about 2–3 % of a core at 1 ms on the development
+    /// Costs one wake-up per period (1–3 % of a core at 1 ms on the development
     /// machine, docs/benchmarks.md). Fails only if the thread cannot be spawned.
     #[cfg(not(loom))]
     pub fn new(source: impl Clock + 'static, period: Duration) -> std::io::Result<TickerClock> {
