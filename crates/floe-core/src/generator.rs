@@ -678,16 +678,20 @@ impl<C: Clock> Generator<C> {
         at: &mut u64,
     ) -> Result<Reservation, GenError> {
         // The common case, kept small so the compiler keeps it in registers: a lane in range,
-        // 0 < n <= max_batch, a clock after the epoch, one compare-and-swap. Anything else goes
-        // round by the slow path, which starts over (an attempt that failed issued nothing).
+        // 0 < n <= max_batch, a clock after the epoch, one compare-and-swap. Validation errors,
+        // and a wait or refusal to confirm on a fresh reading, go by the slow path, which
+        // starts over (an attempt that stopped there issued nothing).
         if let Some(word) = self.lanes.get(lane) {
             if n != 0 && n <= self.max_batch {
                 let ms = self.clock.now_ms();
                 if ms >= self.plan.epoch_ms {
                     let now = self.plan.tick_of(ms);
                     *at = now;
-                    if let Ok((first, len)) = self.take_at(&word.0, n, partial, now) {
-                        return Ok(self.reservation(lane, first, len));
+                    match self.take_at(&word.0, n, partial, now) {
+                        Ok((first, len)) => return Ok(self.reservation(lane, first, len)),
+                        // Final (closed, exhausted, a failed high-water write): not tried twice.
+                        Err(Stop::Fail(e)) => return Err(*e),
+                        Err(Stop::Rollback { .. } | Stop::Wait { .. }) => {}
                     }
                 }
             }
