@@ -1028,7 +1028,8 @@ const MAX_BLOCK: u64 = 1024;
 
 /// Single IDs for one thread, from small blocks reserved on one lane: one ID costs a clock
 /// read (one atomic load with a [`TickerClock`](crate::TickerClock)), a load of the shut-down
-/// flag and a few shifts; no atomic write, so threads with handles do not contend per ID.
+/// flag, two compares and an add; no atomic write, so threads with handles do not contend per
+/// ID.
 ///
 /// - IDs from one handle strictly increase (its blocks come from one lane word, in order);
 ///   handles sharing a lane interleave by blocks, so give each thread its own lane where the
@@ -1075,13 +1076,14 @@ pub struct LaneHandle<'g, C> {
 impl<'g, C: Clock> LaneHandle<'g, C> {
     fn new(generator: &'g Generator<C>, lane: usize) -> Self {
         let per_tick = 1u64 << generator.plan.seq_bits;
+        let empty = generator.reservation(lane, 0, 0);
         LaneHandle {
             generator,
             lane,
             id: 0,
             left: 0,
-            step: generator.reservation(lane, 0, 0).step(),
-            block: generator.reservation(lane, 0, 0),
+            step: empty.step(),
+            block: empty,
             next: 0,
             end: 0,
             fresh_from_ms: 0,
