@@ -2,7 +2,9 @@
 //!
 //! - [`layout`]: bit layouts (presets, spec strings, compose/decode, capacity, validation);
 //! - [`clock`]: the [`Clock`] trait, the system and machine clocks, a manual clock for tests;
-//! - [`generator`]: the lock-free snowflake [`Generator`];
+//! - [`ticker`]: [`TickerClock`], a clock that costs one atomic load per reading (opt-in: it
+//!   runs a thread);
+//! - [`generator`]: the lock-free snowflake [`Generator`] and its per-thread [`LaneHandle`];
 //! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark;
 //! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode.
 //!
@@ -29,9 +31,12 @@ pub mod layout;
 pub mod report;
 pub mod segment;
 mod sync;
+pub mod ticker;
 
 pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
-pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
+pub use generator::{
+    ClockState, GenError, Generator, GeneratorConfig, LaneHandle, Reservation, VolumeHiding,
+};
 pub use highwater::{Floored, HighWater, HighWaterError, MemoryHighWater};
 pub use idform::{IdForm, IdFormError};
 pub use layout::{
@@ -43,3 +48,4 @@ pub use segment::{
     check_tag, BufferError, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig,
     SegmentState, TagError, Taken, MAX_TAG_LEN,
 };
+pub use ticker::{TickerClock, MAX_TICKER_PERIOD};
