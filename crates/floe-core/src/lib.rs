@@ -4,7 +4,8 @@
 //! - [`clock`]: the [`Clock`] trait, the system and machine clocks, a manual clock for tests;
 //! - [`generator`]: the lock-free snowflake [`Generator`];
 //! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark;
-//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode.
+//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode;
+//! - [`numbers`]: business number sequences (`ORD-20261130-000042`): format, periods, rendering.
 //!
 //! ```
 //! use floe_core::{Generator, GeneratorConfig, Layout, MemoryHighWater, SystemClock};
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod generator;
 pub mod highwater;
 pub mod layout;
+pub mod numbers;
 pub mod report;
 pub mod segment;
 mod sync;
