@@ -496,6 +496,19 @@ impl Sequence {
         Ok(sequence)
     }
 
+    /// [`new`](Self::new) with the reset and the zone as text, the way the configuration and
+    /// the admin API give them (and the definitions table stores them).
+    pub fn from_text(
+        name: &str,
+        format: &str,
+        reset: &str,
+        zone: &str,
+        start: u64,
+        step: u64,
+    ) -> Result<Sequence, SequenceError> {
+        Sequence::new(name, format, reset.parse()?, zone.parse()?, start, step)
+    }
+
     /// Renders every sample day and refuses formats whose numbers could collide.
     fn check_dates(&self) -> Result<(), SequenceError> {
         let err = |reason: String| {

@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     pub(crate) tcp_v2_segment: Histogram,
     /// Latency of v2 pings.
     pub(crate) tcp_v2_ping: Histogram,
+    /// Latency of v2 number requests.
+    pub(crate) tcp_v2_number: Histogram,
     /// Open binary TCP connections.
     pub(crate) tcp_open: Gauge,
     /// Binary TCP connections closed at once because `max_connections` was reached.
@@ -112,6 +114,7 @@ pub(crate) fn global() -> &'static Metrics {
             tcp_v2_snowflake: tcp("tcp_v2", "snowflake"),
             tcp_v2_segment: tcp("tcp_v2", "segment"),
             tcp_v2_ping: tcp("tcp_v2", "ping"),
+            tcp_v2_number: tcp("tcp_v2", "number"),
             tcp_open: gauge!("floe_tcp_connections_open"),
             tcp_rejected: counter!("floe_tcp_connections_rejected_total"),
             tcp_timeouts: counter!("floe_tcp_connections_timed_out_total"),
