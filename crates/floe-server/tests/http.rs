@@ -174,7 +174,10 @@ async fn info_health_ready_metrics() {
     assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(i["ready"], true);
     assert_eq!(i["layout_warning"], serde_json::Value::Null);
-    assert_eq!(i["modes"], json!({"snowflake": true, "segment": true}));
+    assert_eq!(
+        i["modes"],
+        json!({"snowflake": true, "segment": true, "numbers": true})
+    );
     assert_eq!(i["listen"]["tcp"], s.tcp.to_string());
     assert!(i["high_water_ms"].as_u64().unwrap() > i["clock"]["wall_ms"].as_u64().unwrap());
     assert_eq!(i["clock"]["rollback_exceeded"], false);

@@ -13,7 +13,9 @@
 mod process;
 mod tmpfs;
 
-pub use process::{clean_command, collect, serve_args, FloeProcess, STARTUP};
+pub use process::{
+    clean_command, collect, fake_clock, libfaketime, serve_args, FloeProcess, STARTUP,
+};
 pub use tmpfs::Tmpfs;
 
 use std::net::SocketAddr;

@@ -17,10 +17,12 @@ from ._pool import Pool, Retryable
 from .errors import (
     FloeBadRequest,
     FloeError,
+    FloeExhausted,
     FloeInternalError,
     FloeOverLimit,
     FloeProtocolError,
     FloeUnavailable,
+    FloeUnknownName,
     FloeUnknownTag,
 )
 
@@ -158,6 +160,20 @@ class HttpClient:
         path = f"/v1/segment/{quote(tag, safe='')}?count={n}"
         return self._call(lambda t: t.prefix + path, lambda r, t: _ids(r, t, n, what), what)
 
+    def number(self, name: str) -> str:
+        """One business number of the sequence ``name``, e.g. ``"ORD-20261130-000042"``."""
+        return self.numbers(name, 1)[0]
+
+    def numbers(self, name: str, n: int) -> list[str]:
+        """``n`` numbers of the sequence ``name`` (``GET /v1/numbers/{name}``), increasing within
+        their period; all of them or an exception (:class:`FloeExhausted` when the period has no
+        value left, :class:`FloeUnknownName` for an undeclared name)."""
+        check_tag(name, "name")
+        check_count(n)
+        what = f"number request (sequence {name!r}, count {n})"
+        path = f"/v1/numbers/{quote(name, safe='')}?count={n}"
+        return self._call(lambda t: t.prefix + path, lambda r, t: _numbers(r, t, n, what), what)
+
     def ping(self) -> float:
         """``GET /healthz`` on the current server (failing over as needed); returns the round trip
         in seconds."""
@@ -269,10 +285,14 @@ def _check(reply: _Reply, target: _Target, what: str) -> _Reply:
     detail = f"{where} ({code}): {message}" if code else f"{where}: {message}"
     if reply.status in _FAILOVER_STATUSES:
         raise Retryable(FloeUnavailable(f"HTTP {reply.status}: {message}", server=target.name))
+    if code == "exhausted":
+        raise FloeExhausted(detail, server=target.name)
     if reply.status == 429 or code == "over_limit":
         raise FloeOverLimit(detail, server=target.name)
     if code == "unknown_tag":
         raise FloeUnknownTag(detail, server=target.name)
+    if code == "unknown_name":
+        raise FloeUnknownName(detail, server=target.name)
     if reply.status == 400:
         raise FloeBadRequest(detail, server=target.name)
     if reply.status == 500:
@@ -307,6 +327,24 @@ def _ids(reply: _Reply, target: _Target, n: int, what: str) -> list[int]:
             )
         )
     return ids
+
+
+def _numbers(reply: _Reply, target: _Target, n: int, what: str) -> list[str]:
+    """The ``numbers`` of a 200 body, checked to be ``n`` strings."""
+    try:
+        body: Any = json.loads(reply.body)
+        raw = body["numbers"]
+        ok = isinstance(raw, list) and len(raw) == n and all(isinstance(x, str) for x in raw)
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise Retryable(
+            FloeProtocolError(
+                f'{target.name}: the answer to {what} is not {{"numbers": [{n} strings]}}: {reply.body[:120]!r}',
+                server=target.name,
+            )
+        )
+    return list(raw)
 
 
 def _as_id(x: object) -> int:
