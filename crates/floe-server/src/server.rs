@@ -161,8 +161,11 @@ impl Server {
             None => (None, None),
         };
 
-        let opened = segment::service(&config).await?;
-        let numbers = numbers::service(&config, opened.as_ref().map(|o| &o.store))?;
+        let opened = segment::service(&config)
+            .await
+            .map_err(ServerError::Segment)?;
+        let numbers = numbers::service(&config, opened.as_ref().map(|o| &o.store))
+            .map_err(ServerError::Segment)?;
         let node = Arc::new(Node {
             segments: opened.map(|o| o.service),
             numbers,

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use floe_store::segment::{SqlSegmentStore, StoreError};
 
 use crate::config::Config;
-use crate::error::ServerError;
 use crate::segment::{SegmentError, SegmentService};
 pub use service::{NumberService, NumberView};
 
@@ -57,14 +56,14 @@ impl From<StoreError> for NumberError {
 pub(crate) fn service(
     config: &Config,
     store: Option<&Arc<SqlSegmentStore>>,
-) -> Result<Option<Arc<NumberService>>, ServerError> {
+) -> Result<Option<Arc<NumberService>>, SegmentError> {
     let (Some(settings), Some(store)) = (&config.segment, store) else {
         return Ok(None);
     };
     let mut service_config = settings.service.clone();
     // Period rows are made by the sequence's own start and step, never by auto_create.
     service_config.auto_create = false;
-    let counters = SegmentService::new(store.clone(), service_config).map_err(ServerError::Segment)?;
+    let counters = SegmentService::new(store.clone(), service_config)?;
     Ok(Some(NumberService::new(
         counters,
         store.clone(),

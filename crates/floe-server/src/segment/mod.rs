@@ -19,7 +19,6 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 pub use crate::config::ServiceConfig;
 use crate::config::{Config, SegmentSettings};
-use crate::error::ServerError;
 pub use service::{NewTag, SegmentService, TagState};
 
 /// Why a segment request got no IDs; each variant maps to one status of every protocol.
@@ -94,7 +93,7 @@ pub(crate) struct Opened {
 /// The segment service the configuration asks for. The database is not needed to start: the
 /// tables are created and the first segments loaded in the background, retried until it
 /// answers. `None` when segment mode is off.
-pub(crate) async fn service(config: &Config) -> Result<Option<Opened>, ServerError> {
+pub(crate) async fn service(config: &Config) -> Result<Option<Opened>, SegmentError> {
     let Some(settings) = &config.segment else {
         return Ok(None);
     };
@@ -103,8 +102,7 @@ pub(crate) async fn service(config: &Config) -> Result<Option<Opened>, ServerErr
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", config.data_dir.join("floe.db").display()));
     let store = open(&url, settings).await?;
-    let service = SegmentService::new(store.clone(), settings.service.clone())
-        .map_err(ServerError::Segment)?;
+    let service = SegmentService::new(store.clone(), settings.service.clone())?;
     // With the database up, the tables exist before the node says it is listening; a database
     // that is down is waited for in the background instead of failing the start.
     let mut tables = true;
@@ -129,12 +127,10 @@ async fn create_tables(store: &SqlSegmentStore, create_table: bool) -> Result<()
     store.ensure_sequence_table().await
 }
 
-async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentStore>, ServerError> {
+async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentStore>, SegmentError> {
     let mut options = settings.store.clone();
     options.create_table = false; // done by `prepare`, which may wait for the database
-    let store = SqlSegmentStore::connect(url, settings.table.clone(), options)
-        .await
-        .map_err(|e| ServerError::Segment(e.into()))?;
+    let store = SqlSegmentStore::connect(url, settings.table.clone(), options).await?;
     Ok(Arc::new(store))
 }
 
