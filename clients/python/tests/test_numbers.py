@@ -20,7 +20,7 @@ from floe_client import (
     FloeUnsupported,
     HttpClient,
 )
-from support import FloeServer
+from support import FloeServer, open_client
 
 NUMBERS_CONFIG = """
 [numbers.order_no]
@@ -50,11 +50,7 @@ AnyClient = Client | HttpClient
 
 @pytest.fixture(params=["v2", "auto", "http"])
 def client(request: pytest.FixtureRequest, numbers_server: FloeServer) -> Iterator[AnyClient]:
-    if request.param == "http":
-        c: AnyClient = HttpClient(numbers_server.http_url)
-    else:
-        c = Client(numbers_server.tcp, protocol=request.param)
-    with c:
+    with open_client(request.param, numbers_server) as c:
         yield c
 
 

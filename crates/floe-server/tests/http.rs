@@ -16,9 +16,6 @@ async fn server() -> TestServer {
     TestServer::start(cfg).await
 }
 
-fn error_body(code: &str, message: &str) -> String {
-    json!({"error": {"code": code, "message": message}}).to_string()
-}
 
 #[tokio::test]
 async fn snowflake_route() {

@@ -32,35 +32,15 @@ use tokio::net::TcpStream;
 /// The admin token of every server here.
 const TOKEN: &str = "numbers-test-token";
 
-/// A configuration from TOML, with the admin API on and quiet logs; `segment` is the body of
-/// `[segment]` and `numbers` more TOML (`[numbers.<name>]` tables).
+/// A configuration with the admin API on and quiet logs; `segment` is the body of `[segment]`
+/// and `numbers` more TOML (`[numbers.<name>]` tables).
 fn config(segment: &str, numbers: &str) -> Config {
-    let text = format!(
-        "[server]\nadmin_token = \"{TOKEN}\"\n[log]\nlevel = \"warn\"\n[segment]\n{segment}\n{numbers}\n"
-    );
-    Config::from_toml(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"))
-}
-
-/// A native error body, as the server writes it.
-fn error_body(code: &str, message: &str) -> String {
-    json!({"error": {"code": code, "message": message}}).to_string()
+    admin_config(TOKEN, &format!("[segment]\n{segment}\n{numbers}"))
 }
 
 /// An admin request with the right token.
 async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
-    let auth = format!("Bearer {TOKEN}");
-    http(
-        addr,
-        method,
-        path,
-        &[
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await
-    .expect("admin request")
+    admin_request(addr, TOKEN, method, path, body).await
 }
 
 /// Waits until the tables answer (they are created in the background when the database is

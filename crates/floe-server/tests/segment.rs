@@ -22,35 +22,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The admin token of every server here.
 const TOKEN: &str = "segment-test-token";
 
-/// A configuration from TOML (so the real `[segment]` keys are exercised), with the admin API
-/// on and quiet logs; `segment` is the body of the `[segment]` table.
+/// A configuration with the admin API on, quiet logs, and `segment` as the body of `[segment]`.
 fn seg_config(segment: &str) -> Config {
-    let text = format!(
-        "[server]\nadmin_token = \"{TOKEN}\"\n[log]\nlevel = \"warn\"\n[segment]\n{segment}\n"
-    );
-    Config::from_toml(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"))
-}
-
-/// A native error body, as the server writes it.
-fn error_body(code: &str, message: &str) -> String {
-    json!({"error": {"code": code, "message": message}}).to_string()
+    admin_config(TOKEN, &format!("[segment]\n{segment}"))
 }
 
 /// An admin request with the right token.
 async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
-    let auth = format!("Bearer {TOKEN}");
-    http(
-        addr,
-        method,
-        path,
-        &[
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await
-    .expect("admin request")
+    admin_request(addr, TOKEN, method, path, body).await
 }
 
 /// Waits until the segment table answers (it is created in the background at start, retried

@@ -312,39 +312,47 @@ def _error_of(reply: _Reply) -> tuple[str, str]:
 
 def _ids(reply: _Reply, target: _Target, n: int, what: str) -> list[int]:
     """The ``ids`` of a 200 body, checked to be ``n`` unsigned 64-bit integers."""
-    try:
-        body: Any = json.loads(reply.body)
-        raw = body["ids"]
-        ids = [_as_id(x) for x in raw]
-        ok = isinstance(raw, list) and len(ids) == n and all(0 <= x < 1 << 64 for x in ids)
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise Retryable(
-            FloeProtocolError(
-                f'{target.name}: the answer to {what} is not {{"ids": [{n} IDs]}}: {reply.body[:120]!r}',
-                server=target.name,
-            )
-        )
-    return ids
+
+    def as_id(x: object) -> int:
+        value = _as_id(x)
+        if not 0 <= value < 1 << 64:
+            raise ValueError(f"not a 64-bit ID: {value}")
+        return value
+
+    return _items(reply, target, "ids", n, "IDs", what, as_id)
 
 
 def _numbers(reply: _Reply, target: _Target, n: int, what: str) -> list[str]:
     """The ``numbers`` of a 200 body, checked to be ``n`` strings."""
+
+    def as_number(x: object) -> str:
+        if not isinstance(x, str):
+            raise ValueError(f"not a number string: {x!r}")
+        return x
+
+    return _items(reply, target, "numbers", n, "strings", what, as_number)
+
+
+def _items(
+    reply: _Reply, target: _Target, key: str, n: int, kind: str, what: str, item: Callable[[object], T]
+) -> list[T]:
+    """The list under ``key`` of a 200 body, each converted by ``item``: exactly ``n`` of them, or a
+    protocol error the next server may not have."""
     try:
         body: Any = json.loads(reply.body)
-        raw = body["numbers"]
-        ok = isinstance(raw, list) and len(raw) == n and all(isinstance(x, str) for x in raw)
+        raw = body[key]
+        items = [item(x) for x in raw] if isinstance(raw, list) else []
+        ok = isinstance(raw, list) and len(items) == n
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
         raise Retryable(
             FloeProtocolError(
-                f'{target.name}: the answer to {what} is not {{"numbers": [{n} strings]}}: {reply.body[:120]!r}',
+                f'{target.name}: the answer to {what} is not {{"{key}": [{n} {kind}]}}: {reply.body[:120]!r}',
                 server=target.name,
             )
         )
-    return list(raw)
+    return items
 
 
 def _as_id(x: object) -> int:

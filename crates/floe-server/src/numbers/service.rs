@@ -43,18 +43,9 @@ pub struct NumberService {
 /// One sequence as `GET /v1/numbers` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NumberView {
-    /// The name.
-    pub name: String,
-    /// The format.
-    pub format: String,
-    /// `never`, `year`, `month` or `day`.
-    pub reset: String,
-    /// The zone of dates and periods.
-    pub time_zone: String,
-    /// First value of each period.
-    pub start: u64,
-    /// Values claimed per segment.
-    pub step: u64,
+    /// The definition, as the admin API takes it and the table keeps it.
+    #[serde(flatten)]
+    pub definition: SequenceRow,
     /// `config` (`[numbers.<name>]` of this node) or `admin` (the definitions table).
     pub source: &'static str,
     /// The current period's key, by this node's clock.
@@ -220,12 +211,14 @@ impl NumberService {
         };
         let next = next.filter(|n| *n < seq.end());
         Ok(NumberView {
-            name: seq.name().to_owned(),
-            format: seq.format().to_string(),
-            reset: seq.reset().to_string(),
-            time_zone: seq.zone().to_string(),
-            start: seq.start(),
-            step: seq.step(),
+            definition: SequenceRow {
+                name: seq.name().to_owned(),
+                format: seq.format().to_string(),
+                reset: seq.reset().to_string(),
+                time_zone: seq.zone().to_string(),
+                start: seq.start(),
+                step: seq.step(),
+            },
             source,
             period: stamp.period().to_owned(),
             tag: stamp.tag().to_owned(),

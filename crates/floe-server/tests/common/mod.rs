@@ -282,6 +282,36 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
         .expect("HTTP request")
 }
 
+/// A configuration from TOML, so the real keys are exercised: the admin API on with `token`,
+/// quiet logs, then `rest` (more sections).
+pub fn admin_config(token: &str, rest: &str) -> floe_server::Config {
+    let text = format!("[server]\nadmin_token = \"{token}\"\n[log]\nlevel = \"warn\"\n{rest}\n");
+    floe_server::Config::from_toml(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"))
+}
+
+/// A native error body, as the server writes it.
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+}
+
+/// An admin request with the bearer `token` and a JSON content type.
+pub async fn admin_request(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> HttpResponse {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    http(addr, method, path, &headers, body)
+        .await
+        .expect("admin request")
+}
+
 /// Asserts strictly increasing (and so unique) IDs.
 pub fn assert_increasing(ids: &[u64]) {
     for w in ids.windows(2) {
