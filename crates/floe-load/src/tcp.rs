@@ -191,7 +191,10 @@ impl Conn {
                 } => stats.failed(sent, done, ErrorKind::Status(status.into()), &message),
                 // The load generator asks for IDs only; a number reply is a peer out of step.
                 Reply::V2Numbers { .. } => {
-                    return Err((ErrorKind::Protocol, "a number reply to an ID request".into()))
+                    return Err((
+                        ErrorKind::Protocol,
+                        "a number reply to an ID request".into(),
+                    ))
                 }
             }
         }

@@ -9,8 +9,8 @@ use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::reply::{Reply, Status};
-use crate::request::Request;
 use crate::request::Op;
+use crate::request::Request;
 use crate::{
     number_body_bound, ProtoError, DEFAULT_MAX_COUNT, MAX_MESSAGE_LEN, V2_MAGIC,
     V2_REPLY_HEADER_LEN,
@@ -162,8 +162,8 @@ fn get_numbers(mut body: &[u8], max_count: u32) -> Result<Vec<String>, ProtoErro
         let Some((text, rest)) = rest.split_at_checked(usize::from(len)) else {
             return Err(bad(format!("number {i} of {n} is cut short")));
         };
-        let text = std::str::from_utf8(text)
-            .map_err(|e| bad(format!("number {i} is not UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(text).map_err(|e| bad(format!("number {i} is not UTF-8: {e}")))?;
         numbers.push(text.to_owned());
         body = rest;
     }
@@ -246,7 +246,10 @@ impl Decoder for ClientCodec {
                 }
                 decode_v1_batch(src).map(Reply::V1Batch)
             }
-            Expected::V2 { req_id: asked, body } => {
+            Expected::V2 {
+                req_id: asked,
+                body,
+            } => {
                 let reply = decode_v2(src, self.max_count, body)?;
                 if let Some(
                     Reply::V2Ok { req_id, .. }

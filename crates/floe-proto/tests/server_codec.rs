@@ -359,7 +359,11 @@ fn number_requests_need_a_utf8_name() {
     );
     let err = decode_one(&v2_frame(4, 4, 1, b"")).unwrap_err();
     assert_eq!((err.req_id, err.status), (4, Status::BadRequest));
-    assert!(err.message.contains("non-empty sequence name"), "{}", err.message);
+    assert!(
+        err.message.contains("non-empty sequence name"),
+        "{}",
+        err.message
+    );
     let err = decode_one(&v2_frame(4, 5, 1, &[0xFF])).unwrap_err();
     assert!(err.message.contains("not valid UTF-8"), "{}", err.message);
     let err = decode_one(&v2_frame(4, 6, 200_000, b"n")).unwrap_err();

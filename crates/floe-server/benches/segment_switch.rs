@@ -22,12 +22,7 @@ struct Slow {
 
 #[async_trait]
 impl SegmentStore for Slow {
-    async fn claim_within(
-        &self,
-        tag: &str,
-        step: u64,
-        end: u64,
-    ) -> Result<Segment, StoreError> {
+    async fn claim_within(&self, tag: &str, step: u64, end: u64) -> Result<Segment, StoreError> {
         tokio::time::sleep(self.delay).await;
         self.inner.claim_within(tag, step, end).await
     }

@@ -241,7 +241,12 @@ impl Node {
                 0.0
             });
         }
-        for (name, left) in self.numbers.as_ref().map(|n| n.buffered()).unwrap_or_default() {
+        for (name, left) in self
+            .numbers
+            .as_ref()
+            .map(|n| n.buffered())
+            .unwrap_or_default()
+        {
             metrics::gauge!("floe_numbers_buffered", "name" => name).set(left as f64);
         }
         // Latency samples queue in memory until drained into buckets; at a million requests a

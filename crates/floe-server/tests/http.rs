@@ -16,7 +16,6 @@ async fn server() -> TestServer {
     TestServer::start(cfg).await
 }
 
-
 #[tokio::test]
 async fn snowflake_route() {
     let s = server().await;

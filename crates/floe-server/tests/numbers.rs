@@ -21,9 +21,7 @@ use floe_core::numbers::{Reset, Sequence, Zone};
 use floe_server::numbers::{NumberError, NumberService};
 use floe_server::segment::{SegmentService, ServiceConfig};
 use floe_server::Config;
-use floe_store::segment::{
-    SegmentStore, SequenceStore, SqlSegmentStore, StoreOptions, TableSpec,
-};
+use floe_store::segment::{SegmentStore, SequenceStore, SqlSegmentStore, StoreOptions, TableSpec};
 use floe_testkit::{mysql_url, postgres_url, unique};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -109,7 +107,10 @@ async fn http_numbers(addr: SocketAddr, name: &str, count: u32) -> Vec<String> {
     let r = get(addr, &format!("/v1/numbers/{name}?count={count}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let numbers: Vec<String> = serde_json::from_value(r.json()["numbers"].clone()).unwrap();
-    assert_eq!(r.body, json!({"name": name, "numbers": numbers}).to_string());
+    assert_eq!(
+        r.body,
+        json!({"name": name, "numbers": numbers}).to_string()
+    );
     assert_eq!(numbers.len(), count as usize);
     numbers
 }
@@ -145,7 +146,15 @@ step = 10
 
 fn order_no() -> Sequence {
     let zone: Zone = "Asia/Shanghai".parse().unwrap();
-    Sequence::new("order_no", "ORD-{date:%Y%m%d}-{seq:06}", Reset::Day, zone, 1, 10).unwrap()
+    Sequence::new(
+        "order_no",
+        "ORD-{date:%Y%m%d}-{seq:06}",
+        Reset::Day,
+        zone,
+        1,
+        10,
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +177,10 @@ async fn numbers_over_http_and_v2_on_sqlite() {
         assert_eq!(got, want);
     }
     for n in &got {
-        assert!(periods.iter().any(|p| n.starts_with(&format!("ORD-{p}-"))), "{n}");
+        assert!(
+            periods.iter().any(|p| n.starts_with(&format!("ORD-{p}-"))),
+            "{n}"
+        );
     }
 
     let r = get(s.http, "/v1/numbers").await;
@@ -242,16 +254,29 @@ async fn bad_input_gets_documented_bodies() {
     ];
     for (path, status, body) in cases {
         let r = get(s.http, path).await;
-        assert_eq!((r.status, r.body.as_str()), (status, body.as_str()), "{path}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (status, body.as_str()),
+            "{path}"
+        );
     }
 
     let mut tcp = connect(s.tcp).await;
     let r = v2_numbers(&mut tcp, 1, 1, "nosuch").await;
-    assert_eq!((r.status, r.message.as_str()), (2, "unknown number sequence `nosuch`"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (2, "unknown number sequence `nosuch`")
+    );
     let r = v2_numbers(&mut tcp, 2, 1, "").await;
-    assert_eq!((r.status, r.message.as_str()), (1, "number request needs a non-empty sequence name"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (1, "number request needs a non-empty sequence name")
+    );
     let r = v2_numbers(&mut tcp, 3, 0, "order_no").await;
-    assert_eq!((r.status, r.message.as_str()), (1, "count must be 1..=100000"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (1, "count must be 1..=100000")
+    );
     let r = v2_numbers(&mut tcp, 4, 100_001, "order_no").await;
     assert_eq!(r.status, 4, "{r:?}");
     let r = v2_numbers(&mut tcp, 5, 1, "a/b").await;
@@ -310,7 +335,10 @@ async fn bad_input_gets_documented_bodies() {
     let r = declare(json!({"name": "order_no", "format": "X{seq}"})).await;
     assert_eq!(
         (r.status, r.body.as_str()),
-        (409, error_body("name_exists", "number sequence `order_no` exists already").as_str())
+        (
+            409,
+            error_body("name_exists", "number sequence `order_no` exists already").as_str()
+        )
     );
     let r = declare(json!({"name": "inv", "format": "INV{seq}"})).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -322,7 +350,9 @@ async fn bad_input_gets_documented_bodies() {
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(http_numbers(s.http, "inv", 2).await, ["INV1", "INV2"]);
     // Without the token the declaration is refused before the body is read.
-    let r = http(s.http, "POST", "/admin/numbers", &[], "{}").await.unwrap();
+    let r = http(s.http, "POST", "/admin/numbers", &[], "{}")
+        .await
+        .unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
     s.stop().await.0.unwrap();
 }
@@ -390,7 +420,10 @@ step = 4
         .find(|v| v["name"] == "tiny")
         .unwrap()
         .clone();
-    assert_eq!((tiny["next"].clone(), tiny["next_number"].clone()), (Value::Null, Value::Null));
+    assert_eq!(
+        (tiny["next"].clone(), tiny["next_number"].clone()),
+        (Value::Null, Value::Null)
+    );
 
     // A day's `{seq:01}` holds 9: all or nothing, and the message says when it starts again.
     let r = get(s.http, "/v1/numbers/daily?count=9").await;
@@ -399,7 +432,9 @@ step = 4
     assert_eq!(r.status, 409, "{}", r.body);
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(
-        message.contains("`{seq:01}` holds 1..=9 and every value was issued; the next day starts again from 1"),
+        message.contains(
+            "`{seq:01}` holds 1..=9 and every value was issued; the next day starts again from 1"
+        ),
         "{message}"
     );
     s.stop().await.0.unwrap();
@@ -462,7 +497,12 @@ async fn two_nodes_share_one_database(url: &str) {
     assert_eq!(r.status, 201, "{}", r.body);
     let listed = get(b.http, "/v1/numbers").await;
     assert_eq!(listed.status, 200, "{}", listed.body);
-    assert_eq!(listed.json()["numbers"][0]["name"], "inv", "{}", listed.body);
+    assert_eq!(
+        listed.json()["numbers"][0]["name"],
+        "inv",
+        "{}",
+        listed.body
+    );
     assert_eq!(listed.json()["numbers"][0]["source"], "admin");
 
     let (na, nb) = tokio::join!(
@@ -529,9 +569,16 @@ async fn the_period_follows_the_clock_and_never_repeats() {
     };
     assert_eq!(
         issue(before, 3).await,
-        ["ORD-20261130-000001", "ORD-20261130-000002", "ORD-20261130-000003"]
+        [
+            "ORD-20261130-000001",
+            "ORD-20261130-000002",
+            "ORD-20261130-000003"
+        ]
     );
-    assert_eq!(issue(after, 2).await, ["ORD-20261201-000001", "ORD-20261201-000002"]);
+    assert_eq!(
+        issue(after, 2).await,
+        ["ORD-20261201-000001", "ORD-20261201-000002"]
+    );
     // Back before midnight (a clock step): the old period goes on, it does not start again.
     assert_eq!(issue(before, 1).await, ["ORD-20261130-000004"]);
     assert_eq!(issue(after, 1).await, ["ORD-20261201-000003"]);
@@ -543,7 +590,10 @@ async fn the_period_follows_the_clock_and_never_repeats() {
         if row.max_id == 5 {
             break;
         }
-        assert!(Instant::now() < deadline, "the old period was never retired: {row:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the old period was never retired: {row:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(issue(before, 1).await, ["ORD-20261130-000005"]);
@@ -551,5 +601,9 @@ async fn the_period_follows_the_clock_and_never_repeats() {
         service.issue("nosuch", 1, after).await,
         Err(NumberError::UnknownName(n)) if n == "nosuch"
     ));
-    assert_eq!(service.shutdown().await, 2, "both periods' tails handed back");
+    assert_eq!(
+        service.shutdown().await,
+        2,
+        "both periods' tails handed back"
+    );
 }

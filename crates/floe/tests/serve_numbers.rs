@@ -55,7 +55,11 @@ fn number(node: &FloeProcess) -> (String, u64) {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let n = v["numbers"][0].as_str().unwrap().to_owned();
     let parts: Vec<&str> = n.split('-').collect();
-    assert_eq!((parts.len(), parts[0], parts[2].len()), (3, "ORD", 6), "{n}");
+    assert_eq!(
+        (parts.len(), parts[0], parts[2].len()),
+        (3, "ORD", 6),
+        "{n}"
+    );
     (parts[1].to_owned(), parts[2].parse().unwrap())
 }
 
@@ -98,15 +102,25 @@ fn numbers_switch_date_at_midnight_in_their_zone_and_never_repeat_across_restart
     let got = numbers_until(&first, NEW, 9);
     let switch = got.iter().position(|(d, _)| d == NEW).unwrap();
     let (before, after) = got.split_at(switch);
-    assert!(!before.is_empty(), "the node started after midnight: {got:?}");
+    assert!(
+        !before.is_empty(),
+        "the node started after midnight: {got:?}"
+    );
     for (i, (date, seq)) in before.iter().enumerate() {
         assert_eq!((date.as_str(), *seq), (OLD, i as u64 + 1), "{got:?}");
     }
     for (i, (date, seq)) in after.iter().enumerate() {
-        assert_eq!((date.as_str(), *seq), (NEW, i as u64 + 1), "from start again: {got:?}");
+        assert_eq!(
+            (date.as_str(), *seq),
+            (NEW, i as u64 + 1),
+            "from start again: {got:?}"
+        );
     }
     let listed = http_get(first.http, "/v1/numbers").1;
-    assert!(listed.contains(&format!("\"period\":\"{NEW}\"")), "{listed}");
+    assert!(
+        listed.contains(&format!("\"period\":\"{NEW}\"")),
+        "{listed}"
+    );
     record(&mut seen, &got, "first run");
     assert!(first.terminate(STARTUP).success(), "{}", first.stderr());
     let old_max = before.len() as u64;
@@ -116,11 +130,21 @@ fn numbers_switch_date_at_midnight_in_their_zone_and_never_repeat_across_restart
     let second = node(root.path(), &config, "2026-11-30 15:59:55");
     let got = numbers_until(&second, NEW, 3);
     let (old, new): (Vec<_>, Vec<_>) = got.iter().cloned().partition(|(d, _)| d == OLD);
-    assert!(!old.is_empty(), "the restart read a clock after midnight: {got:?}");
+    assert!(
+        !old.is_empty(),
+        "the restart read a clock after midnight: {got:?}"
+    );
     assert!(old.iter().all(|(_, s)| *s > old_max), "{got:?}");
     assert!(new.iter().all(|(_, s)| *s > after.len() as u64), "{got:?}");
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "increasing on one node: {got:?}");
-    record(&mut seen, &got, "after a restart with the clock stepped back");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "increasing on one node: {got:?}"
+    );
+    record(
+        &mut seen,
+        &got,
+        "after a restart with the clock stepped back",
+    );
 
     // 3. A crash (no hand-back) and a restart after midnight: still nothing twice.
     let mut second = second;

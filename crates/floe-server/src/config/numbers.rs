@@ -33,7 +33,10 @@ pub(super) type NumbersBuilder = BTreeMap<String, NumberBuilder>;
 
 /// Validates every declared sequence; `segment_on` is whether segment mode, which stores their
 /// counters, is enabled.
-pub(super) fn build(numbers: &NumbersBuilder, segment_on: bool) -> Result<Vec<Sequence>, ConfigError> {
+pub(super) fn build(
+    numbers: &NumbersBuilder,
+    segment_on: bool,
+) -> Result<Vec<Sequence>, ConfigError> {
     let mut out = Vec::with_capacity(numbers.len());
     for (name, b) in numbers {
         let key = |field: &str| format!("numbers.{name}.{field}");
@@ -52,7 +55,9 @@ pub(super) fn build(numbers: &NumbersBuilder, segment_on: bool) -> Result<Vec<Se
             )
         })?;
         let reset = b.reset.get(&key("reset"), DEFAULT_RESET)?;
-        let zone = b.time_zone.get(&key("time_zone"), &Zone::default().to_string())?;
+        let zone = b
+            .time_zone
+            .get(&key("time_zone"), &Zone::default().to_string())?;
         let start = b.start.within(&key("start"), DEFAULT_START, 0..=i64::MAX)?;
         let step = b.step.within(&key("step"), DEFAULT_STEP, 1..=i64::MAX)?;
         let sequence = Sequence::from_text(name, &format, &reset, &zone, start, step)

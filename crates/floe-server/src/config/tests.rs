@@ -562,12 +562,29 @@ fn number_sequences_are_validated_naming_their_keys() {
     .unwrap();
     let s = &c.numbers[0];
     assert_eq!(
-        (s.name(), s.format().as_str(), s.reset().as_str(), s.zone().to_string(), s.start(), s.step()),
-        ("order_no", "ORD-{date:%Y%m%d}-{seq:06}", "day", "Asia/Shanghai".to_string(), 1, 500)
+        (
+            s.name(),
+            s.format().as_str(),
+            s.reset().as_str(),
+            s.zone().to_string(),
+            s.start(),
+            s.step()
+        ),
+        (
+            "order_no",
+            "ORD-{date:%Y%m%d}-{seq:06}",
+            "day",
+            "Asia/Shanghai".to_string(),
+            1,
+            500
+        )
     );
     let c = Config::from_toml(&order_no("format = \"N{seq}\"")).unwrap();
     let s = &c.numbers[0];
-    assert_eq!((s.reset().as_str(), s.zone().to_string(), s.step()), ("never", "UTC".into(), 1000));
+    assert_eq!(
+        (s.reset().as_str(), s.zone().to_string(), s.step()),
+        ("never", "UTC".into(), 1000)
+    );
     assert!(Config::default().numbers.is_empty());
 
     // The messages of docs/configuration.md, word for word.
@@ -608,7 +625,10 @@ fn number_sequences_are_validated_naming_their_keys() {
     }
     let loaded = load(
         &ServeArgs::default(),
-        &env(&[("FLOE_NUMBERS__INV__FORMAT", "INV{seq:04}"), ("FLOE_NUMBERS__INV__STEP", "20")]),
+        &env(&[
+            ("FLOE_NUMBERS__INV__FORMAT", "INV{seq:04}"),
+            ("FLOE_NUMBERS__INV__STEP", "20"),
+        ]),
     )
     .unwrap();
     assert_eq!(loaded.config.numbers[0].name(), "inv");

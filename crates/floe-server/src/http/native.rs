@@ -125,10 +125,7 @@ pub(super) async fn numbers(
     let max = node.config.server.max_count;
     let count =
         parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
-    let numbers = node
-        .numbers()?
-        .issue(&name, count, node.now_ms())
-        .await?;
+    let numbers = node.numbers()?.issue(&name, count, node.now_ms()).await?;
     Ok(axum::Json(NumbersBody {
         name: &name,
         numbers: &numbers,
@@ -139,7 +136,10 @@ pub(super) async fn numbers(
 /// `GET /v1/numbers` → `{"numbers":[…]}`: every sequence with its current period and next value.
 pub(super) async fn list_numbers(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let numbers = node.numbers()?.list(node.now_ms()).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "numbers": numbers })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "numbers": numbers }),
+    ))
 }
 
 /// floe-core's one JSON shape of a decoded ID (fields in layout order), plus the layout.

@@ -143,9 +143,7 @@ impl NumberService {
             ))
         })?;
         let seq = Arc::new(seq);
-        self.declared
-            .write()
-            .insert(name.to_owned(), seq.clone());
+        self.declared.write().insert(name.to_owned(), seq.clone());
         Ok(seq)
     }
 
@@ -176,7 +174,9 @@ impl NumberService {
             }
             match self.sequence(&row.name).await {
                 Ok(s) => all.push((s, "admin")),
-                Err(e) => tracing::warn!(name = %row.name, error = %e, "number sequence not listed"),
+                Err(e) => {
+                    tracing::warn!(name = %row.name, error = %e, "number sequence not listed")
+                }
             }
         }
         all.sort_by(|a, b| a.0.name().cmp(b.0.name()));

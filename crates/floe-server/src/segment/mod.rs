@@ -137,11 +137,7 @@ async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentSto
 /// Creates the tables (when `tables` is `Some(create_table)`) and loads every tag's first
 /// segment, retrying while the database is down so a node started before its database still
 /// comes up by itself.
-async fn prepare(
-    store: Arc<SqlSegmentStore>,
-    service: Arc<SegmentService>,
-    tables: Option<bool>,
-) {
+async fn prepare(store: Arc<SqlSegmentStore>, service: Arc<SegmentService>, tables: Option<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let ready = async {

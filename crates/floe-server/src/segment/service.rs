@@ -149,9 +149,10 @@ impl SegmentService {
         if self.closed.load(Ordering::Acquire) {
             return Err(SegmentError::Closed);
         }
-        let create = new
-            .map(|n| (n.start, n.step))
-            .or(self.config.auto_create.then_some((1, self.config.default_step)));
+        let create = new.map(|n| (n.start, n.step)).or(self
+            .config
+            .auto_create
+            .then_some((1, self.config.default_step)));
         // Looked up in the store, not cached when absent: unknown tags take no memory.
         let row = match (self.store.tag(tag).await, create) {
             (Ok(Some(row)), _) => row,
@@ -513,7 +514,10 @@ impl SegmentService {
         match self.store.hand_back(tag, back).await {
             Ok(true) => true,
             Ok(false) => {
-                tracing::info!(tag, "segment tail not handed back: another node claimed after us");
+                tracing::info!(
+                    tag,
+                    "segment tail not handed back: another node claimed after us"
+                );
                 false
             }
             Err(e) => {

@@ -406,8 +406,9 @@ mod tests {
         let e = SqlRegistry::new(&c).unwrap_err();
         let e = e.to_string();
         assert!(
-            e.contains("registry table name: `workers; DROP TABLE x` is not a plain SQL identifier")
-                && e.contains("1..=63"),
+            e.contains(
+                "registry table name: `workers; DROP TABLE x` is not a plain SQL identifier"
+            ) && e.contains("1..=63"),
             "{e}"
         );
     }

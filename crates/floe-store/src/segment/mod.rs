@@ -119,8 +119,7 @@ pub trait SegmentStore: Send + Sync + Debug {
     /// (less than a step left claims the rest; at `end` the tag is
     /// [`Exhausted`](StoreError::Exhausted)). A number sequence's `{seq:0N}` period row ends at
     /// `10^N`, so its numbers never need an N+1st digit.
-    async fn claim_within(&self, tag: &str, step: u64, end: u64)
-        -> Result<Segment, StoreError>;
+    async fn claim_within(&self, tag: &str, step: u64, end: u64) -> Result<Segment, StoreError>;
     /// The tag's row, or `None` for an unknown tag.
     async fn tag(&self, tag: &str) -> Result<Option<TagRow>, StoreError>;
     /// Every tag.

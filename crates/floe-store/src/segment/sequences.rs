@@ -60,7 +60,9 @@ fn definition(r: &AnyRow) -> Result<SequenceRow, StoreError> {
             .try_get(i)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         u64::try_from(v).map_err(|_| {
-            StoreError::Invalid(format!("negative value {v} in the number definitions table"))
+            StoreError::Invalid(format!(
+                "negative value {v} in the number definitions table"
+            ))
         })
     };
     Ok(SequenceRow {

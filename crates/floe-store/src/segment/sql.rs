@@ -294,12 +294,7 @@ impl SqlSegmentStore {
     /// The new end is served only after the commit succeeded: SQLite reports a full disk at
     /// commit, and a range read from an `UPDATE … RETURNING` whose commit failed was never
     /// stored, so the next claim would return it again.
-    async fn claim_once(
-        &self,
-        tag: &str,
-        step: i64,
-        end: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    async fn claim_once(&self, tag: &str, step: i64, end: i64) -> Result<Option<i64>, StoreError> {
         let mut conn = self.timed(self.pool.acquire()).await?;
         let result = self.claim_on(&mut conn, tag, step, end).await;
         if result.is_err() {
@@ -388,12 +383,7 @@ const CLAIM_ATTEMPTS: usize = 8;
 
 #[async_trait]
 impl SegmentStore for SqlSegmentStore {
-    async fn claim_within(
-        &self,
-        tag: &str,
-        step: u64,
-        end: u64,
-    ) -> Result<Segment, StoreError> {
+    async fn claim_within(&self, tag: &str, step: u64, end: u64) -> Result<Segment, StoreError> {
         if step == 0 {
             return Err(StoreError::Invalid("step must be at least 1".into()));
         }
