@@ -6,7 +6,8 @@
 //!   runs a thread);
 //! - [`generator`]: the lock-free snowflake [`Generator`] and its per-thread [`LaneHandle`];
 //! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark;
-//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode.
+//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode;
+//! - [`numbers`]: business number sequences (`ORD-20261130-000042`): format, periods, rendering.
 //!
 //! ```
 //! use floe_core::{Generator, GeneratorConfig, Layout, MemoryHighWater, SystemClock};
@@ -28,6 +29,7 @@ pub mod generator;
 pub mod highwater;
 pub mod idform;
 pub mod layout;
+pub mod numbers;
 pub mod report;
 pub mod segment;
 mod sync;

@@ -224,6 +224,8 @@ pub struct SegmentState {
     pub last_error: Option<String>,
     /// The segment in use, if any.
     pub current: Option<Segment>,
+    /// The next ID [`try_take`](SegmentBuffer::try_take) hands out, while the buffer holds any.
+    pub next: Option<u64>,
 }
 
 /// The published part of the buffer: the segment in use, read through a seqlock.
@@ -639,6 +641,11 @@ impl SegmentBuffer {
         } else {
             slow.end.saturating_sub(v)
         };
+        let next = slow
+            .held
+            .iter()
+            .find(|p| v != CLOSED && p.v <= v && v < p.v_end())
+            .map(|p| p.seg.start + (v - p.v));
         SegmentState {
             remaining,
             next_ready: v != CLOSED && v < slow.newest,
@@ -646,6 +653,7 @@ impl SegmentBuffer {
             refills: slow.refills,
             last_error: slow.last_error.clone(),
             current: slow.held.front().map(|p| p.seg),
+            next,
         }
     }
 
@@ -702,6 +710,9 @@ mod tests {
             [1, 2, 3],
             "ID 0 is never issued"
         );
+        assert_eq!(b.state().next, Some(4));
+        b.try_take(96).unwrap();
+        assert_eq!(b.state().next, None, "nothing held");
     }
 
     #[test]

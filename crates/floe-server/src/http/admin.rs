@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use floe_core::numbers::{Reset, Zone};
+use floe_store::segment::SequenceRow;
+
 use super::{json_response, param, ApiError, Params, PathParam};
 use crate::config::{LogLevel, LOG_LEVELS};
 use crate::node::Node;
@@ -287,6 +290,52 @@ pub(super) async fn set_step(
     let row = node.segments()?.set_step(&tag, req.step).await?;
     tracing::info!(tag = %row.tag, step = row.step, "step changed through the admin API");
     Ok(json_response(StatusCode::OK, &json!(row)))
+}
+
+/// Body of `POST /admin/numbers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclareNumber {
+    /// The sequence's name.
+    name: String,
+    /// Its format, e.g. `ORD-{date:%Y%m%d}-{seq:06}`.
+    format: String,
+    /// `never` (default), `year`, `month` or `day`.
+    reset: Option<String>,
+    /// IANA name or fixed offset (default `UTC`).
+    time_zone: Option<String>,
+    /// First value of each period (default 1).
+    start: Option<u64>,
+    /// Values claimed per segment (default `segment.default_step`).
+    step: Option<u64>,
+}
+
+/// `POST /admin/numbers` with `{"name":"order_no","format":"ORD-{date:%Y%m%d}-{seq:06}",
+/// "reset":"day","time_zone":"Asia/Shanghai"}` → 201 and the stored definition.
+pub(super) async fn declare_number(
+    State(node): State<Arc<Node>>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let req: DeclareNumber = body(
+        &bytes,
+        r#"{"name":"order_no","format":"ORD-{date:%Y%m%d}-{seq:06}","reset":"day","time_zone":"Asia/Shanghai","start":1,"step":1000}"#,
+    )?;
+    let default_step = node
+        .config
+        .segment
+        .as_ref()
+        .map_or(1000, |s| s.service.default_step);
+    let row = SequenceRow {
+        name: req.name,
+        format: req.format,
+        reset: req.reset.unwrap_or_else(|| Reset::Never.to_string()),
+        time_zone: req.time_zone.unwrap_or_else(|| Zone::default().to_string()),
+        start: req.start.unwrap_or(1),
+        step: req.step.unwrap_or(default_step),
+    };
+    let row = node.numbers()?.declare(row).await?;
+    tracing::info!(name = %row.name, format = %row.format, reset = %row.reset, "number sequence declared through the admin API");
+    Ok(json_response(StatusCode::CREATED, &json!(row)))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::issue::IssueError;
 use crate::node::Node;
+use crate::numbers::NumberError;
 use crate::segment::SegmentError;
 
 /// The router of one node.
@@ -34,6 +35,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         )
         .route("/admin/tags", get(admin::list_tags).post(admin::create_tag))
         .route("/admin/tags/{tag}", axum::routing::put(admin::set_step))
+        .route("/admin/numbers", axum::routing::post(admin::declare_number))
         .route(
             "/api/v1/log/level",
             get(admin::feather_level).post(admin::feather_level),
@@ -42,6 +44,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
     let native = Router::new()
         .route("/v1/snowflake", get(native::snowflake))
         .route("/v1/segment/{tag}", get(native::segment))
+        .route("/v1/numbers", get(native::list_numbers))
+        .route("/v1/numbers/{name}", get(native::numbers))
         .route("/v1/decode/{id}", get(native::decode))
         .route("/v1/info", get(native::info))
         .route("/healthz", get(native::healthz))
@@ -184,6 +188,27 @@ impl From<SegmentError> for ApiError {
             | SegmentError::Unavailable { .. }
             | SegmentError::Store(_)
             | SegmentError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<NumberError> for ApiError {
+    /// One mapping of number errors for every native and admin route.
+    fn from(e: NumberError) -> ApiError {
+        let (status, code) = match &e {
+            NumberError::Segment(inner) => return ApiError::from(inner.clone()),
+            NumberError::NotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            NumberError::UnknownName(_) => (StatusCode::NOT_FOUND, "unknown_name"),
+            NumberError::NameExists(_) => (StatusCode::CONFLICT, "name_exists"),
+            NumberError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // The period's state, the same on every node.
+            NumberError::Exhausted(_) => (StatusCode::CONFLICT, "exhausted"),
+            NumberError::Definition(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError {
             status,

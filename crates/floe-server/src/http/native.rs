@@ -127,6 +127,41 @@ pub(super) async fn segment(
     }
 }
 
+/// `{"name":…,"numbers":[…]}`.
+#[derive(serde::Serialize)]
+struct NumbersBody<'a> {
+    /// The sequence asked for.
+    name: &'a str,
+    /// The numbers, in issue order.
+    numbers: &'a [String],
+}
+
+/// `GET /v1/numbers/{name}?count=N` → `{"name":…,"numbers":[…]}`: all of them or an error.
+pub(super) async fn numbers(
+    State(node): State<Arc<Node>>,
+    PathParam(name): PathParam,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let max = node.config.server.max_count;
+    let count =
+        parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
+    let numbers = node.numbers()?.issue(&name, count, node.now_ms()).await?;
+    Ok(axum::Json(NumbersBody {
+        name: &name,
+        numbers: &numbers,
+    })
+    .into_response())
+}
+
+/// `GET /v1/numbers` → `{"numbers":[…]}`: every sequence with its current period and next value.
+pub(super) async fn list_numbers(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let numbers = node.numbers()?.list(node.now_ms()).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "numbers": numbers }),
+    ))
+}
+
 /// floe-core's one JSON shape of a decoded ID (fields in layout order), plus the layout, the
 /// form the ID was read in and the ID in every form.
 #[derive(serde::Serialize)]
@@ -221,7 +256,11 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
         "layout_warning": layout_warning,
         "ready": ready.is_ok(),
         "not_ready_reason": ready.err(),
-        "modes": { "snowflake": true, "segment": node.segments.is_some() },
+        "modes": {
+            "snowflake": true,
+            "segment": node.segments.is_some(),
+            "numbers": node.numbers.is_some(),
+        },
         "lease": node.lease.as_ref().map(|l| l.info()),
         "listen": { "tcp": node.tcp_addr.to_string(), "http": node.http_addr.to_string() },
     });
