@@ -464,7 +464,7 @@ async fn bad_parameters_get_the_documented_errors() {
         r.body,
         error_body(
             "bad_request",
-            "format must be one of number, string, got \"xml\""
+            "format must be one of number, string, hex, radix62, radix36, friendly, got \"xml\""
         )
     );
     let r = get(h, "/v1/segment/").await;
