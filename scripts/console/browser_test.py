@@ -300,7 +300,7 @@ class Suite:
         eventually("store row of orders = /admin/tags",
                    lambda: rows("db-table").get("orders") == ["orders", str(orders["max_id"]), str(orders["step"])])
         buf = orders["buffer"]
-        want = ["orders", f'{buf["current"]["start"]}–{buf["current"]["end"]}', str(buf["position"])]
+        want = ["orders", f'{buf["current"]["start"]}–{buf["current"]["end"]}', str(buf["next_id"])]
         eventually("buffer of orders = /admin/tags", lambda: rows("cache-table").get("orders", [])[:3] == want)
         cache = rows("cache-table")["orders"]
         assert cache[5] == str(buf["remaining"]), (cache, buf)

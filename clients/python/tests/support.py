@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from floe_client import Client, HttpClient
+
 #: How long a server may take to print its "listening" line.
 START_TIMEOUT = 20.0
 #: How long SIGTERM may take before SIGKILL (the server's contract: graceful shutdown).
@@ -132,6 +134,14 @@ class FloeServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(STOP_TIMEOUT)
+
+
+def open_client(kind: str, server: FloeServer) -> Client | HttpClient:
+    """A client of ``server``: ``"http"`` for :class:`HttpClient`, else :class:`Client` with that
+    protocol (``"v2"``, ``"auto"``, ``"v1"``)."""
+    if kind == "http":
+        return HttpClient(server.http_url)
+    return Client(server.tcp, protocol=kind)
 
 
 class ServerStartError(RuntimeError):

@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 
 from floe_client import Client, FloeUnavailable, FloeUnknownTag, HttpClient
-from support import FloeServer, ServerStartError, all_unique, strictly_increasing
+from support import FloeServer, ServerStartError, all_unique, open_client, strictly_increasing
 
 T = TypeVar("T")
 NOT_CONFIGURED = "segment mode is not configured"
@@ -74,11 +74,7 @@ AnyClient = Client | HttpClient
 
 @pytest.fixture(params=["v2", "auto", "http"])
 def client(request: pytest.FixtureRequest, segment_server: FloeServer) -> Iterator[AnyClient]:
-    if request.param == "http":
-        c: AnyClient = HttpClient(segment_server.http_url)
-    else:
-        c = Client(segment_server.tcp, protocol=request.param)
-    with c:
+    with open_client(request.param, segment_server) as c:
         yield c
 
 

@@ -90,6 +90,18 @@ impl Client {
         self.background.runtime().block_on(self.client.warm_up())
     }
 
+    /// One business number of the sequence `name`.
+    pub fn number(&self, name: &str) -> Result<String, Error> {
+        self.background.runtime().block_on(self.client.number(name))
+    }
+
+    /// `n` numbers of `name`, all or none.
+    pub fn numbers(&self, name: &str, n: usize) -> Result<Vec<String>, Error> {
+        self.background
+            .runtime()
+            .block_on(self.client.numbers(name, n))
+    }
+
     /// A handle for the segment IDs of `tag`.
     pub fn segment(&self, tag: &str) -> SegmentHandle {
         SegmentHandle {

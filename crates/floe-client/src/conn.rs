@@ -36,6 +36,8 @@ pub(crate) enum Ask {
     Snowflake(u32),
     /// v2 IDs of one segment tag.
     Segment(Arc<str>, u32),
+    /// v2 numbers of one number sequence.
+    Number(Arc<str>, u32),
     /// v1 `cmd 0`.
     V1Single,
     /// v1 `cmd 1`.
@@ -258,6 +260,9 @@ impl Task {
                 Ask::Snowflake(n) => Request::V2(V2Request::snowflake(self.req_id(), n)),
                 Ask::Segment(tag, n) => {
                     Request::V2(V2Request::segment(self.req_id(), n, tag.as_ref()))
+                }
+                Ask::Number(name, n) => {
+                    Request::V2(V2Request::number(self.req_id(), n, name.as_ref()))
                 }
                 Ask::V1Single => Request::V1Single,
                 Ask::V1Batch(count) => Request::V1Batch { count },

@@ -26,8 +26,14 @@ pub enum Error {
     #[error("unknown segment tag `{0}`: create the tag on the server (admin API) or fix the name")]
     UnknownTag(String),
 
+    /// The number sequence is not known to the server (v2 status 2 to a number request);
+    /// declare it (`[numbers.<name>]` or the admin API) or fix the name.
+    #[error("unknown number sequence `{0}`: declare it on the server ([numbers.<name>] or POST /admin/numbers) or fix the name")]
+    UnknownName(String),
+
     /// The request asked for more IDs than the server allows at once (v2 status 4); lower the
-    /// client's `max_count` to the server's `server.max_count`.
+    /// client's `max_count` to the server's `server.max_count`. Status 4 also answers a segment
+    /// tag or a number sequence's period that is exhausted; the message says which.
     #[error("over the server's limit: {0}; set ClientBuilder::max_count to the server's server.max_count")]
     OverLimit(String),
 

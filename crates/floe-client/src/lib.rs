@@ -8,7 +8,7 @@
 //!   which names each server's last error, within the request timeout.
 //! - **Pooling and pipelining**: a few long-lived connections per server, each owned by a task
 //!   with a request queue; concurrent calls are pipelined on them.
-//! - **Protocols**: Floe's v2 (snowflake, segment, ping, error statuses) and GenID's v1. By
+//! - **Protocols**: Floe's v2 (snowflake, segment, numbers, ping, error statuses) and GenID's v1. By
 //!   default each server is probed with a v2 ping and a plain GenID server, which closes the
 //!   connection on it, is spoken to in v1.
 //! - **Local prefetch** (optional, per mode and per tag): a buffer of IDs refilled in the
@@ -16,6 +16,9 @@
 //!   tens of millions of IDs a second on one thread, with no lock. Prefetched IDs are unique
 //!   but not ordered across refills, and **prefetched snowflake IDs may be older than their
 //!   use**: their time field tells when they were fetched, not when they were handed out.
+//! - **Business numbers**: [`Client::number`] and [`Client::numbers`] return a number
+//!   sequence's formatted numbers (`ORD-20261130-000042`, v2 op 4), with the same failover; they
+//!   are never prefetched, since a buffered number would carry the date of its fetch.
 //! - **Blocking**: [`blocking::Client`] for programs without a tokio runtime.
 //!
 //! ```no_run
@@ -30,7 +33,8 @@
 //! let id = client.next_id().await?;
 //! let batch = client.next_ids(100).await?;
 //! let order_id = client.segment("orders").next_id().await?;
-//! println!("{id} {} {order_id}", batch.len());
+//! let order_no = client.number("order_no").await?;
+//! println!("{id} {} {order_id} {order_no}", batch.len());
 //! # Ok(())
 //! # }
 //! ```

@@ -271,6 +271,26 @@ async fn prefetch_refills_in_the_background_below_low_water() {
 }
 
 #[tokio::test]
+async fn numbers_fail_over_from_an_unavailable_server() {
+    let sick = FakeServer::floe();
+    sick.state.unavailable.store(true, Ordering::Relaxed);
+    let healthy = FakeServer::floe();
+    let client = builder(&[&sick, &healthy]).build().unwrap();
+    let numbers = client.numbers("order_no", 3).await.unwrap();
+    assert_eq!(numbers.len(), 3);
+    assert!(
+        numbers.iter().all(|n| n.starts_with("order_no-")),
+        "{numbers:?}"
+    );
+    assert_eq!(healthy.state.served.load(Ordering::Relaxed), 1);
+    assert!(client
+        .number("order_no")
+        .await
+        .unwrap()
+        .starts_with("order_no-"));
+}
+
+#[tokio::test]
 async fn unavailable_status_ejects_the_server_and_fails_over() {
     let sick = FakeServer::floe();
     sick.state.unavailable.store(true, Ordering::Relaxed);

@@ -470,3 +470,59 @@ async fn segment_failover_between_servers_sharing_a_database() {
     assert_eq!(ids.len(), 11 + 400 * 50);
     assert_unique(&ids);
 }
+
+#[tokio::test]
+async fn numbers_from_the_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("floe.toml");
+    std::fs::write(
+        &config,
+        r#"
+[numbers.order_no]
+format = "ORD-{date:%Y%m%d}-{seq:06}"
+reset = "day"
+time_zone = "Asia/Shanghai"
+step = 100
+
+[numbers.tiny]
+format = "T{seq:02}"
+"#,
+    )
+    .unwrap();
+    let server = Floe::start_with(
+        dir.path(),
+        "127.0.0.1:0",
+        3,
+        &["--config", config.to_str().unwrap()],
+    );
+    let client = quick([server.address()]).build().unwrap();
+    let mut got = client.numbers("order_no", 250).await.unwrap();
+    got.push(client.number("order_no").await.unwrap());
+    assert_eq!(got.len(), 251);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "increasing: {got:?}");
+    assert!(got
+        .iter()
+        .all(|n| n.len() == "ORD-20261130-000001".len() && n.starts_with("ORD-")));
+
+    match client.number("no_such_sequence").await {
+        Err(Error::UnknownName(name)) => assert_eq!(name, "no_such_sequence"),
+        other => panic!("expected UnknownName, got {other:?}"),
+    }
+    assert!(matches!(client.number("").await, Err(Error::BadRequest(_))));
+    let tiny = client.numbers("tiny", 99).await.unwrap();
+    assert_eq!(tiny.first().map(String::as_str), Some("T01"));
+    assert_eq!(tiny.last().map(String::as_str), Some("T99"));
+    match client.number("tiny").await {
+        Err(Error::OverLimit(message)) => assert!(message.contains("exhausted"), "{message}"),
+        other => panic!("expected the exhausted period as OverLimit, got {other:?}"),
+    }
+
+    let v1 = quick([server.address()])
+        .protocol(floe_client::Protocol::V1)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        v1.number("order_no").await,
+        Err(Error::Protocol(_))
+    ));
+}

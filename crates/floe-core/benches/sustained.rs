@@ -1,21 +1,13 @@
 //! Sustained rate on the system clock with the `twitter` layout (ceiling 4,096,000 IDs/s):
 //! after a warm-up that spends the max_drift allowance, IDs/s over a measured window against
-//! the ceiling, and the CPU the thread burns (waiting must sleep, not spin).
+//! the ceiling, and the CPU the process burns (waiting must sleep, not spin).
 //! `cargo bench -p floe-core --bench sustained [-- SECONDS]`.
+
+mod support;
 
 use std::time::{Duration, Instant};
 
 use floe_core::{Generator, GeneratorConfig, Layout, MemoryHighWater, SystemClock};
-
-/// User + system CPU time of this process, from /proc (Linux).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("Linux /proc");
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ = 100 on Linux
-}
 
 fn main() {
     let secs: u64 = std::env::args()
@@ -38,7 +30,7 @@ fn main() {
     )
     .unwrap();
     let run = |d: Duration| {
-        let (start, cpu0) = (Instant::now(), cpu_time());
+        let (start, cpu0) = (Instant::now(), support::process_cpu());
         let mut n = 0u64;
         let mut acc = 0u64;
         while start.elapsed() < d {
@@ -49,7 +41,7 @@ fn main() {
             n += 64;
         }
         std::hint::black_box(acc);
-        (n, start.elapsed(), cpu_time() - cpu0)
+        (n, start.elapsed(), support::process_cpu() - cpu0)
     };
     run(Duration::from_millis(500)); // spend the drift allowance: measure the steady state
     let (n, wall, cpu) = run(Duration::from_secs(secs));

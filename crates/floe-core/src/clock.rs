@@ -1,7 +1,9 @@
 //! Clocks: where the generator reads the time, and how it waits.
 //!
 //! The generator never calls the OS directly; it asks a [`Clock`]. Production uses
-//! [`SystemClock`] or [`MachineClock`]; tests use [`ManualClock`] to step time by hand.
+//! [`SystemClock`] or [`MachineClock`], or either behind a [`TickerClock`](crate::TickerClock)
+//! that caches the reading so the issuing path pays one atomic load instead of a system call;
+//! tests use [`ManualClock`] to step time by hand.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -11,8 +13,16 @@ use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// A source of wall-clock time in Unix milliseconds.
 pub trait Clock: Send + Sync + Debug {
-    /// The current time in Unix milliseconds.
+    /// The current time in Unix milliseconds; the generator reads it for every reservation.
     fn now_ms(&self) -> u64;
+
+    /// A fresh reading in Unix microseconds. The generator asks for it only on its slow paths:
+    /// before it tells a caller to wait (and for how long, to the microsecond) or refuses on a
+    /// rollback, so a clock that caches `now_ms` never makes a caller wait or fail on a stale
+    /// reading. The default is `now_ms` in microseconds.
+    fn now_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
 
     /// Blocks the calling thread for `d`; only the blocking generator API calls it.
     fn sleep(&self, d: Duration) {
@@ -24,6 +34,9 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
     }
+    fn now_us(&self) -> u64 {
+        (**self).now_us()
+    }
     fn sleep(&self, d: Duration) {
         (**self).sleep(d)
     }
@@ -33,6 +46,9 @@ impl<C: Clock + ?Sized> Clock for &C {
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
     }
+    fn now_us(&self) -> u64 {
+        (**self).now_us()
+    }
     fn sleep(&self, d: Duration) {
         (**self).sleep(d)
     }
@@ -41,6 +57,9 @@ impl<C: Clock + ?Sized> Clock for &C {
 impl<C: Clock + ?Sized> Clock for Box<C> {
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
+    }
+    fn now_us(&self) -> u64 {
+        (**self).now_us()
     }
     fn sleep(&self, d: Duration) {
         (**self).sleep(d)
@@ -56,6 +75,11 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+    fn now_us(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
     }
 }
 
@@ -88,6 +112,9 @@ impl Clock for MachineClock {
     fn now_ms(&self) -> u64 {
         self.start_ms + self.start.elapsed().as_millis() as u64
     }
+    fn now_us(&self) -> u64 {
+        self.start_ms * 1000 + self.start.elapsed().as_micros() as u64
+    }
 }
 
 /// A wall clock shifted by a fixed offset: lets a test (or an operator rehearsing a rollback)
@@ -110,6 +137,11 @@ impl<C: Clock> OffsetClock<C> {
 impl<C: Clock> Clock for OffsetClock<C> {
     fn now_ms(&self) -> u64 {
         self.inner.now_ms().saturating_add_signed(self.offset_ms)
+    }
+    fn now_us(&self) -> u64 {
+        self.inner
+            .now_us()
+            .saturating_add_signed(self.offset_ms.saturating_mul(1000))
     }
     fn sleep(&self, d: Duration) {
         self.inner.sleep(d)

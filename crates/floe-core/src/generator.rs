@@ -11,6 +11,12 @@
 //!   further back, [`GenError::ClockRollback`] until the clock catches up;
 //! - no ID is issued in a tick that the high-water mark does not cover yet, so a restarted node
 //!   starts after every ID it ever issued.
+//!
+//! The issuing path trusts the clock's `now_ms`, which may be a cached reading
+//! ([`TickerClock`](crate::TickerClock)); a decision to wait or to refuse is taken again on a
+//! fresh reading (`now_us`) first, so a stale cache can delay the time field, never a caller.
+//! [`LaneHandle`] hands single IDs out of small blocks reserved on its lane, so one ID costs
+//! a clock load and no shared write.
 
 use std::time::Duration;
 
@@ -19,7 +25,7 @@ use thiserror::Error;
 use crate::clock::Clock;
 use crate::highwater::{HighWater, HighWaterError};
 use crate::layout::{mask, rfc3339, FieldKind, Identity, Layout, LayoutError};
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, CacheLine, Mutex, Ordering};
 
 /// A lane word that marks the generator as shut down; no real state reaches it.
 const CLOSED: u64 = u64::MAX;
@@ -171,12 +177,57 @@ impl Plan {
         self.epoch_ms
             .saturating_add(tick.saturating_mul(self.unit_ms))
     }
+
+    /// The tick of a clock reading; a reading before the epoch wraps to a huge tick, which
+    /// callers that cannot fail (the handle's freshness test) treat as "not fresh".
+    #[inline(always)]
+    fn tick_of(&self, ms: u64) -> u64 {
+        let since = ms.wrapping_sub(self.epoch_ms);
+        // A division costs more than the rest of the hot path; ms layouts skip it.
+        if self.unit_ms == 1 {
+            since
+        } else {
+            since / self.unit_ms
+        }
+    }
+
+    /// The first lane word past tick `tick`.
+    fn word_after(&self, tick: u64) -> u64 {
+        word_after(tick, self.seq_bits)
+    }
+}
+
+/// The first lane word past tick `tick` with `seq_bits` sequence bits (saturating: the last
+/// tick of a word that fills 64 bits).
+fn word_after(tick: u64, seq_bits: u32) -> u64 {
+    tick.saturating_add(1).saturating_mul(1 << seq_bits)
 }
 
 /// One lane's word on its own cache line, so lanes on different cores do not false-share.
-#[derive(Debug)]
-#[repr(align(128))]
-struct LaneWord(AtomicU64);
+type LaneWord = CacheLine<AtomicU64>;
+
+/// Why one attempt at a reservation, taken at one clock reading, did not issue.
+enum Stop {
+    /// The clock reads this many ticks behind the highest tick seen, more than `max_rollback`.
+    Rollback {
+        /// Ticks behind.
+        behind: u64,
+    },
+    /// The reservation's last tick lies past the drift limit.
+    Wait {
+        /// The last tick the reservation needs.
+        tick: u64,
+    },
+    /// Final, whatever the clock reads; boxed so the issuing path moves two words, not an
+    /// error's worth of them.
+    Fail(Box<GenError>),
+}
+
+impl From<GenError> for Stop {
+    fn from(e: GenError) -> Self {
+        Stop::Fail(Box::new(e))
+    }
+}
 
 /// Random state for volume hiding; touched only when a tick advances.
 #[derive(Debug)]
@@ -259,18 +310,51 @@ impl Reservation {
         (r.first..r.first + r.len).map(move |w| r.id_at(w))
     }
 
+    /// The run of IDs from lane word `word` to `end` or to the end of that word's tick,
+    /// whichever comes first: its first ID and length. Within a run only the sequence field
+    /// counts up, so its IDs are `first + k * step` — an add per ID instead of composing each.
+    #[inline]
+    fn run_from(&self, word: u64, end: u64) -> (u64, u64) {
+        let run_end = end.min(word_after(word >> self.seq_bits, self.seq_bits));
+        (self.id_at(word), run_end - word)
+    }
+
+    /// One in the sequence field: the distance between consecutive IDs of a run.
+    #[inline]
+    fn step(&self) -> u64 {
+        1 << self.seq_shift
+    }
+
+    /// Calls `each(first_id, len)` for the runs of the reservation, in order.
+    #[inline]
+    fn for_each_run(&self, mut each: impl FnMut(u64, u64)) {
+        let (mut w, end) = (self.first, self.first + self.len);
+        while w < end {
+            let (id, len) = self.run_from(w, end);
+            each(id, len);
+            w += len;
+        }
+    }
+
     /// Appends the IDs to `out`, reserving space once.
     pub fn extend_into(&self, out: &mut Vec<u64>) {
         out.reserve(self.len as usize);
-        out.extend(self.iter());
+        let step = self.step();
+        self.for_each_run(|id, len| out.extend((0..len).map(|k| id + k * step)));
     }
 
     /// Writes the IDs into `out`, which must hold exactly `len` elements.
     pub fn fill(&self, out: &mut [u64]) {
         assert_eq!(out.len() as u64, self.len, "buffer length must match");
-        for (slot, w) in out.iter_mut().zip(self.first..) {
-            *slot = self.id_at(w);
-        }
+        let step = self.step();
+        let mut rest = out;
+        self.for_each_run(|id, len| {
+            let (run, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
+            for (k, slot) in run.iter_mut().enumerate() {
+                *slot = id + k as u64 * step;
+            }
+            rest = tail;
+        });
     }
 }
 
@@ -459,10 +543,10 @@ impl<C: Clock> Generator<C> {
         let start_word = floor << seq_bits;
         Ok(Generator {
             lanes: (0..lanes)
-                .map(|_| LaneWord(AtomicU64::new(start_word)))
+                .map(|_| CacheLine(AtomicU64::new(start_word)))
                 .collect(),
             next_lane: AtomicUsize::new(0),
-            seen: LaneWord(AtomicU64::new(now_tick.max(floor))),
+            seen: CacheLine(AtomicU64::new(now_tick.max(floor))),
             // The ticks below the floor are covered by the mark already (and never issued).
             hw_end: AtomicU64::new(floor),
             start_word,
@@ -511,23 +595,30 @@ impl<C: Clock> Generator<C> {
         self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len()
     }
 
-    /// Reads the clock as (Unix ms, tick).
+    /// Reads the clock (for a caching clock, its cached reading) as (Unix ms, tick).
     #[inline]
     fn wall(&self) -> Result<(u64, u64), GenError> {
         let ms = self.clock.now_ms();
-        let since =
-            ms.checked_sub(self.plan.epoch_ms)
-                .ok_or_else(|| GenError::ClockBeforeEpoch {
-                    now: rfc3339(ms),
-                    epoch: rfc3339(self.plan.epoch_ms),
-                })?;
-        // A division costs more than the rest of the hot path; ms layouts skip it.
-        let tick = if self.plan.unit_ms == 1 {
-            since
-        } else {
-            since / self.plan.unit_ms
-        };
-        Ok((ms, tick))
+        self.check_epoch(ms)?;
+        Ok((ms, self.plan.tick_of(ms)))
+    }
+
+    /// A fresh reading as (Unix µs, tick), for the decisions to wait or to refuse.
+    fn wall_fresh(&self) -> Result<(u64, u64), GenError> {
+        let us = self.clock.now_us();
+        self.check_epoch(us / 1000)?;
+        Ok((us, self.plan.tick_of(us / 1000)))
+    }
+
+    #[inline]
+    fn check_epoch(&self, ms: u64) -> Result<(), GenError> {
+        if ms < self.plan.epoch_ms {
+            return Err(GenError::ClockBeforeEpoch {
+                now: rfc3339(ms),
+                epoch: rfc3339(self.plan.epoch_ms),
+            });
+        }
+        Ok(())
     }
 
     /// Records a wall tick; returns the highest seen so far.
@@ -571,6 +662,56 @@ impl<C: Clock> Generator<C> {
     /// final for this call.
     #[inline]
     pub fn try_reserve(&self, lane: usize, n: u64) -> Result<Reservation, GenError> {
+        self.take(lane, n, false, &mut 0)
+    }
+
+    /// Reserves `n` IDs on `lane` or, with `partial`, as many of them (at least one) as fit
+    /// below the drift limit, so a handle's block never waits while IDs of this tick are left.
+    /// Sets `at` to the wall tick the reservation was decided at (an out-parameter: returning
+    /// a tuple made the reservation take a detour through the stack, 20 ns per call).
+    // Always inlined: as a call, its large `Result` goes back through memory, and reading it
+    // there stalls on store forwarding (the peers bench: 27 ns per `next_id` instead of 5).
+    #[inline(always)]
+    fn take(
+        &self,
+        lane: usize,
+        n: u64,
+        partial: bool,
+        at: &mut u64,
+    ) -> Result<Reservation, GenError> {
+        // The common case, kept small so the compiler keeps it in registers: a lane in range,
+        // 0 < n <= max_batch, a clock after the epoch, one compare-and-swap. Validation errors,
+        // and a wait or refusal to confirm on a fresh reading, go by the slow path, which
+        // starts over (an attempt that stopped there issued nothing).
+        if let Some(word) = self.lanes.get(lane) {
+            if n != 0 && n <= self.max_batch {
+                let ms = self.clock.now_ms();
+                if ms >= self.plan.epoch_ms {
+                    let now = self.plan.tick_of(ms);
+                    *at = now;
+                    match self.take_at(&word.0, n, partial, now) {
+                        Ok((first, len)) => return Ok(self.reservation(lane, first, len)),
+                        // Final (closed, exhausted, a failed high-water write): not tried twice.
+                        Err(Stop::Fail(e)) => return Err(*e),
+                        Err(Stop::Rollback { .. } | Stop::Wait { .. }) => {}
+                    }
+                }
+            }
+        }
+        self.take_slow(lane, n, partial, at)
+    }
+
+    /// Everything `take` does not do inline: validation errors, empty requests, and a refusal
+    /// to confirm on a fresh reading.
+    #[cold]
+    #[inline(never)]
+    fn take_slow(
+        &self,
+        lane: usize,
+        n: u64,
+        partial: bool,
+        at: &mut u64,
+    ) -> Result<Reservation, GenError> {
         let word = &self
             .lanes
             .get(lane)
@@ -588,14 +729,67 @@ impl<C: Clock> Generator<C> {
                 max: self.max_batch,
             });
         }
+        let (_, now) = self.wall()?;
+        *at = now;
+        match self.take_at(word, n, partial, now) {
+            Ok((first, len)) => Ok(self.reservation(lane, first, len)),
+            Err(Stop::Fail(e)) => Err(*e),
+            Err(Stop::Rollback { .. } | Stop::Wait { .. }) => {
+                self.take_fresh(word, lane, n, partial, at)
+            }
+        }
+    }
+
+    /// The decision again on a fresh reading, which a caching clock also publishes: a cache
+    /// that lags (a late or stalled ticker) never makes a caller wait or fail.
+    #[cold]
+    #[inline(never)]
+    fn take_fresh(
+        &self,
+        word: &AtomicU64,
+        lane: usize,
+        n: u64,
+        partial: bool,
+        at: &mut u64,
+    ) -> Result<Reservation, GenError> {
+        let (now_us, now) = self.wall_fresh()?;
+        *at = now;
+        match self.take_at(word, n, partial, now) {
+            Ok((first, len)) => Ok(self.reservation(lane, first, len)),
+            Err(Stop::Fail(e)) => Err(*e),
+            Err(Stop::Rollback { behind }) => Err(GenError::ClockRollback {
+                behind_ms: behind * self.plan.unit_ms,
+                limit_ms: self.max_rollback * self.plan.unit_ms,
+            }),
+            Err(Stop::Wait { tick }) => {
+                // To the microsecond: sleeping whole milliseconds from an unknown phase would
+                // overshoot the next tick about half the time and lose it (max_drift = 0).
+                let wake_us = self
+                    .plan
+                    .tick_start_ms(tick - self.max_drift)
+                    .saturating_mul(1000);
+                Err(GenError::WouldWait {
+                    wait: Duration::from_micros(wake_us.saturating_sub(now_us).max(1)),
+                })
+            }
+        }
+    }
+
+    /// One attempt at the reservation with the wall clock at tick `now`: one compare-and-swap
+    /// of the lane word, unless a high-water write is due first. Returns the first lane word
+    /// and the number of IDs.
+    #[inline(always)]
+    fn take_at(
+        &self,
+        word: &AtomicU64,
+        n: u64,
+        partial: bool,
+        now: u64,
+    ) -> Result<(u64, u64), Stop> {
         let s = self.plan.seq_bits;
-        let (now_ms, now) = self.wall()?;
         let seen = self.observe(now);
         if seen - now > self.max_rollback {
-            return Err(GenError::ClockRollback {
-                behind_ms: (seen - now) * self.plan.unit_ms,
-                limit_ms: self.max_rollback * self.plan.unit_ms,
-            });
+            return Err(Stop::Rollback { behind: seen - now });
         }
         let limit = seen + self.max_drift;
         // Everything shared is read before the lane word, so the window between loading the
@@ -604,24 +798,26 @@ impl<C: Clock> Generator<C> {
         let mut cur = word.load(Ordering::Relaxed);
         loop {
             if cur == CLOSED {
-                return Err(GenError::Closed);
+                return Err(GenError::Closed.into());
             }
             let base = if now > cur >> s {
                 self.fresh_tick(now, limit, n)
             } else {
                 cur
             };
-            let end = base.checked_add(n).ok_or_else(|| self.exhausted())?;
+            let mut end = base
+                .checked_add(n)
+                .ok_or_else(|| Stop::from(self.exhausted()))?;
+            if partial && base >> s <= limit {
+                end = end.min(self.plan.word_after(limit));
+            }
             let last_tick = (end - 1) >> s;
             if last_tick >= hw_end || last_tick > limit {
                 if last_tick > self.plan.max_tick {
-                    return Err(self.exhausted());
+                    return Err(self.exhausted().into());
                 }
                 if last_tick > limit {
-                    let wake_ms = self.plan.tick_start_ms(last_tick - self.max_drift);
-                    return Err(GenError::WouldWait {
-                        wait: Duration::from_millis(wake_ms.saturating_sub(now_ms).max(1)),
-                    });
+                    return Err(Stop::Wait { tick: last_tick });
                 }
                 self.extend_high_water(last_tick, self.window_end(last_tick, now))?;
                 hw_end = self.hw_end.load(Ordering::Acquire);
@@ -629,7 +825,7 @@ impl<C: Clock> Generator<C> {
                 continue;
             }
             match word.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Ok(self.reservation(lane, base, n)),
+                Ok(_) => return Ok((base, end - base)),
                 Err(actual) => {
                     // Lost the race for the lane word: a short pause lets the winner finish
                     // with the cache line instead of both cores bouncing it.
@@ -640,22 +836,67 @@ impl<C: Clock> Generator<C> {
         }
     }
 
+    /// A [`LaneHandle`] on the next lane (round-robin, as [`assign_lane`](Self::assign_lane)):
+    /// the fast single-ID API, one per thread.
+    pub fn handle(&self) -> LaneHandle<'_, C> {
+        LaneHandle::new(self, self.assign_lane())
+    }
+
+    /// A [`LaneHandle`] on `lane`.
+    pub fn handle_on(&self, lane: usize) -> Result<LaneHandle<'_, C>, GenError> {
+        if lane >= self.lanes.len() {
+            return Err(GenError::NoLane {
+                lane,
+                lanes: self.lanes.len(),
+            });
+        }
+        Ok(LaneHandle::new(self, lane))
+    }
+
     /// Reserves `n` IDs on `lane`, sleeping on the clock while the sequence is exhausted.
+    #[inline]
     pub fn reserve(&self, lane: usize, n: u64) -> Result<Reservation, GenError> {
+        // Tested in place rather than matched and moved: moving the large `Result` through
+        // the stack cost more than the reservation itself.
+        let r = self.try_reserve(lane, n);
+        if let Err(GenError::WouldWait { wait }) = r {
+            return self.reserve_after(wait, lane, n);
+        }
+        r
+    }
+
+    /// The waiting part of `reserve`, out of line so the issuing path carries no loop and no
+    /// error handling beyond one test.
+    #[cold]
+    #[inline(never)]
+    fn reserve_after(
+        &self,
+        mut wait: Duration,
+        lane: usize,
+        n: u64,
+    ) -> Result<Reservation, GenError> {
         loop {
+            self.clock.sleep(wait);
             match self.try_reserve(lane, n) {
-                Err(GenError::WouldWait { wait }) => self.clock.sleep(wait),
+                Err(GenError::WouldWait { wait: w }) => wait = w,
                 other => return other,
             }
         }
     }
 
-    /// One ID on `lane`, blocking while the sequence is exhausted.
+    /// One ID on `lane`, blocking while the sequence is exhausted. For many single IDs on one
+    /// thread, a [`LaneHandle`] is cheaper.
+    #[inline]
     pub fn next_id(&self, lane: usize) -> Result<u64, GenError> {
-        Ok(self
-            .reserve(lane, 1)?
-            .first()
-            .expect("a reservation of one holds one ID"))
+        // Not through `reserve`: the reservation is used where it is made instead of being
+        // moved through the stack, and `n = 1` is never empty, so no Option to unwrap.
+        match self.take(lane, 1, false, &mut 0) {
+            Ok(r) => Ok(r.id_at(r.first)),
+            Err(GenError::WouldWait { wait }) => {
+                self.reserve_after(wait, lane, 1).map(|r| r.id_at(r.first))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn exhausted(&self) -> GenError {
@@ -720,7 +961,8 @@ impl<C: Clock> Generator<C> {
     /// It reaches past what was issued and past the wall clock, never past a restart floor
     /// nothing was issued at: a node that only starts and stops does not move its mark.
     pub fn prepare(&self) -> Result<(), GenError> {
-        let (_, now) = self.wall()?;
+        // A fresh reading: this runs off the issuing path, and it refreshes a caching clock.
+        let (_, now) = self.wall_fresh()?;
         self.observe(now);
         let base = self.last_issued_tick().map_or(now, |t| t.max(now));
         self.extend_high_water(base + self.window / 2, self.window_end(base, now))
@@ -761,7 +1003,8 @@ impl<C: Clock> Generator<C> {
 
     /// Where the clock stands relative to logical time.
     pub fn clock_state(&self) -> ClockState {
-        let wall_ms = self.clock.now_ms();
+        // Fresh, so health and metrics never report a cache's lag as a rollback.
+        let wall_ms = self.clock.now_us() / 1000;
         let now = self.layout.tick_at(wall_ms).unwrap_or(0);
         let seen = self.seen.0.load(Ordering::Relaxed).max(now);
         let logical = self
@@ -779,5 +1022,172 @@ impl<C: Clock> Generator<C> {
             rollback_exceeded: seen - now > self.max_rollback,
             high_water_ms: self.plan.tick_start_ms(self.hw_end.load(Ordering::Relaxed)),
         }
+    }
+}
+
+/// Largest block a [`LaneHandle`] reserves at once.
+const MAX_BLOCK: u64 = 1024;
+
+/// Single IDs for one thread, from small blocks reserved on one lane: one ID costs a clock
+/// read (one atomic load with a [`TickerClock`](crate::TickerClock)), a load of the shut-down
+/// flag, two compares and an add; no atomic write, so threads with handles do not contend per
+/// ID.
+///
+/// - IDs from one handle strictly increase (its blocks come from one lane word, in order);
+///   handles sharing a lane interleave by blocks, so give each thread its own lane where the
+///   layout has lanes.
+/// - An ID is handed out only while the clock reads the tick its block was reserved at or the
+///   next one: its time field is at most one tick behind the clock at issue. Otherwise the
+///   rest of the block is dropped (never issued) and a new one reserved through the generator,
+///   with every rule of [`Generator::try_reserve`] (drift, rollback, high-water mark).
+/// - The block size adapts: it doubles while blocks are used up (up to 1,024 IDs and 1/16 of a
+///   tick's sequence) and halves when one is dropped, so a handle called once a tick strands
+///   no more than a couple of IDs per tick, and a busy one reserves once per thousand IDs.
+/// - After [`Generator::shutdown`] every call returns [`GenError::Closed`]; IDs already reserved
+///   lie below the lowered mark.
+#[derive(Debug)]
+pub struct LaneHandle<'g, C> {
+    /// The generator the blocks come from.
+    generator: &'g Generator<C>,
+    /// The lane this handle reserves on.
+    lane: usize,
+    /// The next ID to hand out, followed by `left - 1` more in steps of `step`: the rest of the
+    /// block within one tick, where only the sequence field counts up.
+    id: u64,
+    /// IDs left in the current run.
+    left: u64,
+    /// One in the sequence field (`1 << seq_shift`).
+    step: u64,
+    /// The current block (its shifts and fixed bits compose the first ID of each run).
+    block: Reservation,
+    /// The block's lane words after the current run; `end` is exclusive.
+    next: u64,
+    /// End of the current block.
+    end: u64,
+    /// Start (Unix ms) of the wall tick the block was reserved at: its IDs are handed out while
+    /// the clock reads `fresh_from_ms .. fresh_from_ms + fresh_span_ms` (that tick and the next).
+    fresh_from_ms: u64,
+    /// Two ticks, in ms.
+    fresh_span_ms: u64,
+    /// Size of the last block reserved.
+    size: u64,
+    /// Largest block for this layout.
+    max_size: u64,
+}
+
+impl<'g, C: Clock> LaneHandle<'g, C> {
+    fn new(generator: &'g Generator<C>, lane: usize) -> Self {
+        let per_tick = 1u64 << generator.plan.seq_bits;
+        let empty = generator.reservation(lane, 0, 0);
+        LaneHandle {
+            generator,
+            lane,
+            id: 0,
+            left: 0,
+            step: empty.step(),
+            block: empty,
+            next: 0,
+            end: 0,
+            fresh_from_ms: 0,
+            fresh_span_ms: 2 * generator.plan.unit_ms,
+            size: 1,
+            max_size: (per_tick / 16).clamp(1, MAX_BLOCK),
+        }
+    }
+
+    /// The lane this handle is bound to.
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
+
+    /// One ID without blocking; [`GenError::WouldWait`] as for [`Generator::try_reserve`].
+    #[inline]
+    pub fn try_next_id(&mut self) -> Result<u64, GenError> {
+        match self.take_from_run() {
+            Some(id) => Ok(id),
+            None => self.refill(),
+        }
+    }
+
+    /// One ID, sleeping on the clock while the sequence is exhausted.
+    #[inline]
+    pub fn next_id(&mut self) -> Result<u64, GenError> {
+        match self.take_from_run() {
+            Some(id) => Ok(id),
+            None => self.next_id_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_id_slow(&mut self) -> Result<u64, GenError> {
+        loop {
+            match self.try_next_id() {
+                Err(GenError::WouldWait { wait }) => self.generator.clock.sleep(wait),
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the block may still be handed out: the clock reads the block's tick or the
+    /// next one (a step back, or more time passed, goes through the generator's rules), and
+    /// the generator is not shut down.
+    #[inline(always)]
+    fn fresh(&self) -> bool {
+        let g = self.generator;
+        g.clock.now_ms().wrapping_sub(self.fresh_from_ms) < self.fresh_span_ms
+            && !g.closed.load(Ordering::Relaxed)
+    }
+
+    /// The next ID of the current run, if there is one and the block is fresh.
+    #[inline(always)]
+    fn take_from_run(&mut self) -> Option<u64> {
+        if self.left != 0 && self.fresh() {
+            let id = self.id;
+            // Wrapping: past the last ID of a run the value is never used.
+            self.id = self.id.wrapping_add(self.step);
+            self.left -= 1;
+            return Some(id);
+        }
+        None
+    }
+
+    /// Starts the run at lane word `next`: up to the block's end or the end of that tick.
+    fn start_run(&mut self) {
+        let (id, len) = self.block.run_from(self.next, self.end);
+        self.id = id;
+        self.left = len;
+        self.next += len;
+    }
+
+    /// Moves to the block's next tick, or reserves a new block, and hands out the first ID.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) -> Result<u64, GenError> {
+        if self.left == 0 && self.next < self.end && self.fresh() {
+            self.start_run();
+        } else {
+            // A block used up asks for a larger one; one dropped with IDs left, a smaller one.
+            let size = if self.left != 0 || self.next < self.end {
+                (self.size / 2).max(1)
+            } else {
+                (self.size * 2).min(self.max_size)
+            };
+            // Nothing of the old block is handed out after this point, whatever happens below.
+            self.left = 0;
+            self.next = self.end;
+            let mut tick = 0;
+            let block = self.generator.take(self.lane, size, true, &mut tick)?;
+            self.size = size;
+            self.block = block;
+            self.next = block.first;
+            self.end = block.first + block.len;
+            self.fresh_from_ms = self.generator.plan.tick_start_ms(tick);
+            self.start_run();
+        }
+        let id = self.id;
+        self.id = self.id.wrapping_add(self.step);
+        self.left -= 1;
+        Ok(id)
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! - [`layout`]: bit layouts (presets, spec strings, compose/decode, capacity, validation);
 //! - [`clock`]: the [`Clock`] trait, the system and machine clocks, a manual clock for tests;
-//! - [`generator`]: the lock-free snowflake [`Generator`];
+//! - [`ticker`]: [`TickerClock`], a clock that costs one atomic load per reading (opt-in: it
+//!   runs a thread);
+//! - [`generator`]: the lock-free snowflake [`Generator`] and its per-thread [`LaneHandle`];
 //! - [`highwater`]: the [`HighWater`] trait that makes restarts safe, and an in-memory mark;
-//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode.
+//! - [`segment`]: the double-buffered [`SegmentBuffer`] of segment mode;
+//! - [`numbers`]: business number sequences (`ORD-20261130-000042`): format, periods, rendering.
 //!
 //! ```
 //! use floe_core::{Generator, GeneratorConfig, Layout, MemoryHighWater, SystemClock};
@@ -26,12 +29,16 @@ pub mod generator;
 pub mod highwater;
 pub mod idform;
 pub mod layout;
+pub mod numbers;
 pub mod report;
 pub mod segment;
 mod sync;
+pub mod ticker;
 
 pub use clock::{Clock, MachineClock, ManualClock, OffsetClock, SystemClock};
-pub use generator::{ClockState, GenError, Generator, GeneratorConfig, Reservation, VolumeHiding};
+pub use generator::{
+    ClockState, GenError, Generator, GeneratorConfig, LaneHandle, Reservation, VolumeHiding,
+};
 pub use highwater::{Floored, HighWater, HighWaterError, MemoryHighWater};
 pub use idform::{IdForm, IdFormError};
 pub use layout::{
@@ -43,3 +50,4 @@ pub use segment::{
     check_tag, BufferError, HandBack, RefillPlan, Segment, SegmentBuffer, SegmentConfig,
     SegmentState, TagError, Taken, MAX_TAG_LEN,
 };
+pub use ticker::{TickerClock, MAX_TICKER_PERIOD};

@@ -224,10 +224,10 @@ pub struct SegmentState {
     pub last_error: Option<String>,
     /// The segment in use, if any.
     pub current: Option<Segment>,
-    /// The next ID this buffer hands out, if it holds one.
-    pub position: Option<u64>,
+    /// The next ID [`try_take`](SegmentBuffer::try_take) hands out, while the buffer holds any.
+    pub next: Option<u64>,
     /// The segment loaded after the one in use, if any (consecutive claims merge into one).
-    pub next: Option<Segment>,
+    pub next_segment: Option<Segment>,
 }
 
 /// The published part of the buffer: the segment in use, read through a seqlock.
@@ -643,21 +643,22 @@ impl SegmentBuffer {
         } else {
             slow.end.saturating_sub(v)
         };
+        // The segment the cursor is in (the table moves past a used-up one lazily).
         let at = slow.held.iter().position(|p| v < p.v_end()).unwrap_or(0);
+        let next = slow
+            .held
+            .get(at)
+            .filter(|p| v != CLOSED && p.v <= v && v < p.v_end())
+            .map(|p| p.seg.start + (v - p.v));
         SegmentState {
             remaining,
             next_ready: v != CLOSED && v < slow.newest,
             step: slow.step,
             refills: slow.refills,
             last_error: slow.last_error.clone(),
-            // The segment the cursor is in (the table moves past a used-up one lazily).
             current: slow.held.get(at).map(|p| p.seg),
-            position: slow
-                .held
-                .get(at)
-                .filter(|p| v != CLOSED && p.v <= v && v < p.v_end())
-                .map(|p| p.seg.start + (v - p.v)),
-            next: slow.held.get(at + 1).map(|p| p.seg),
+            next,
+            next_segment: slow.held.get(at + 1).map(|p| p.seg),
         }
     }
 
@@ -698,7 +699,7 @@ mod tests {
     #[test]
     fn state_shows_position_and_next_segment() {
         let b = buffer(100);
-        assert_eq!(b.state().position, None);
+        assert_eq!(b.state().next, None);
         b.plan_refill(1, 0).unwrap();
         b.install(seg(1000, 1100)).unwrap();
         b.try_take(10).unwrap();
@@ -709,7 +710,7 @@ mod tests {
         );
         b.plan_refill(1, 0).unwrap();
         b.install(seg(5000, 5100)).unwrap();
-        assert_eq!(b.state().next, Some(seg(5000, 5100)));
+        assert_eq!(b.state().next_segment, Some(seg(5000, 5100)));
         b.try_take(90).unwrap();
         let s = b.state();
         assert_eq!(
@@ -737,6 +738,9 @@ mod tests {
             [1, 2, 3],
             "ID 0 is never issued"
         );
+        assert_eq!(b.state().next, Some(4));
+        b.try_take(96).unwrap();
+        assert_eq!(b.state().next, None, "nothing held");
     }
 
     #[test]

@@ -18,3 +18,9 @@ pub(crate) fn spin() {
     #[cfg(not(loom))]
     std::hint::spin_loop();
 }
+
+/// A value alone on its cache line (128 bytes: two lines, for CPUs that prefetch pairs), so
+/// a word that one core writes does not slow down what other cores read next to it.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct CacheLine<T>(pub(crate) T);

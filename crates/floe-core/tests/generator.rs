@@ -10,37 +10,9 @@ use floe_core::{
 };
 use floe_testkit::assert_increasing;
 
-/// 2026-11-18T00:53:20Z, a whole second.
-const T0: u64 = 1_795_000_000_000;
+mod support;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A tiny layout (4 IDs per tick) so exhaustion is easy to reach.
-fn tiny() -> Layout {
-    Layout::parse("time:40/1ms@2020-01-01 worker:4 seq:2").unwrap()
-}
-
-fn tiny_config() -> GeneratorConfig {
-    GeneratorConfig {
-        lanes: 1,
-        max_rollback: ms(10),
-        max_drift: ms(2),
-        high_water_window: ms(3),
-        volume: None,
-    }
-}
-
-fn build<C: Clock>(
-    layout: Layout,
-    config: GeneratorConfig,
-    clock: C,
-    hw: &Arc<MemoryHighWater>,
-) -> Generator<C> {
-    let identity = layout.identity(&[]).unwrap();
-    Generator::new(layout, identity, config, clock, Box::new(hw.clone())).unwrap()
-}
+use support::{build, ms, tiny, tiny_config, T0};
 
 #[test]
 fn exhaustion_borrows_ahead_then_waits() {

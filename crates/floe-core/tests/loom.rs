@@ -1,5 +1,7 @@
 //! Loom model of the generator's atomic step: every interleaving of concurrent reservations,
-//! high-water extension and shutdown keeps IDs unique, per-lane ordered and below the mark.
+//! high-water extension and shutdown keeps IDs unique, per-lane ordered and below the mark; the
+//! same for per-thread handles and a cached clock refreshed concurrently, and the cache never
+//! publishes a reading older than one it already published.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p floe-core --test loom --release`.
 #![cfg(loom)]
@@ -8,7 +10,8 @@ use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use floe_core::{
-    GenError, Generator, GeneratorConfig, HighWater, Layout, ManualClock, MemoryHighWater,
+    Clock, GenError, Generator, GeneratorConfig, HighWater, Layout, ManualClock, MemoryHighWater,
+    TickerClock,
 };
 use floe_testkit::assert_increasing;
 use loom::sync::Arc;
@@ -16,8 +19,16 @@ use loom::thread;
 
 const T0: u64 = 1_795_000_000_000;
 
+const TINY: &str = "time:40/1ms@2020-01-01 seq:2";
+/// 64 IDs per tick, so a handle's blocks grow past one ID (2, then 4).
+const SMALL: &str = "time:40/1ms@2020-01-01 seq:6";
+
 fn build(hw: &StdArc<MemoryHighWater>) -> Generator<ManualClock> {
-    let layout = Layout::parse("time:40/1ms@2020-01-01 seq:2").unwrap();
+    build_on(TINY, hw, ManualClock::new(T0))
+}
+
+fn build_on<C: Clock>(spec: &str, hw: &StdArc<MemoryHighWater>, clock: C) -> Generator<C> {
+    let layout = Layout::parse(spec).unwrap();
     let identity = layout.identity(&[]).unwrap();
     let config = GeneratorConfig {
         lanes: 1,
@@ -26,14 +37,110 @@ fn build(hw: &StdArc<MemoryHighWater>) -> Generator<ManualClock> {
         high_water_window: Duration::from_millis(1),
         volume: None,
     };
-    Generator::new(
-        layout,
-        identity,
-        config,
-        ManualClock::new(T0),
-        Box::new(hw.clone()),
-    )
-    .unwrap()
+    Generator::new(layout, identity, config, clock, Box::new(hw.clone())).unwrap()
+}
+
+/// IDs of one thread in order, all of them unique with the other thread's, and below the mark.
+#[track_caller]
+fn check(spec: &str, mine: &[u64], theirs: &[u64], hw: &MemoryHighWater) {
+    assert_increasing(mine);
+    assert_increasing(theirs);
+    let mut all: Vec<u64> = mine.iter().chain(theirs).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        mine.len() + theirs.len(),
+        "duplicate among {mine:?} {theirs:?}"
+    );
+    let layout = Layout::parse(spec).unwrap();
+    if let Some(mark) = hw.load().unwrap() {
+        for id in all {
+            assert!(
+                layout.decode(id).unwrap().unix_ms < mark,
+                "ID {id} past mark {mark}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cache_never_publishes_an_older_reading_than_it_did() {
+    loom::model(|| {
+        let source = StdArc::new(ManualClock::new(T0));
+        let clock = TickerClock::driven(source.clone());
+        let (c1, c2) = (clock.clone(), clock.clone());
+        // A refresh (the ticker) racing a fresh read (a slow path), while time moves on.
+        let a = thread::spawn(move || {
+            source.advance(1);
+            c1.tick();
+        });
+        let b = thread::spawn(move || {
+            c2.now_us();
+        });
+        let first = clock.now_ms();
+        let second = clock.now_ms();
+        a.join().unwrap();
+        b.join().unwrap();
+        let last = clock.now_ms();
+        assert!(first <= second && second <= last, "{first} {second} {last}");
+        assert_eq!(last, T0 + 1, "the last refresh shows the last reading");
+    });
+}
+
+#[test]
+fn handles_on_one_lane_with_a_cache_refreshed_meanwhile_never_share_an_id() {
+    loom::model(|| {
+        let hw = StdArc::new(MemoryHighWater::new());
+        let source = StdArc::new(ManualClock::new(T0));
+        let clock = TickerClock::driven(source.clone());
+        let g = Arc::new(build_on(SMALL, &hw, clock.clone()));
+        let g2 = g.clone();
+        let t = thread::spawn(move || {
+            let mut h = g2.handle();
+            (0..3)
+                .map(|_| h.try_next_id().unwrap())
+                .collect::<Vec<u64>>()
+        });
+        let mut h = g.handle();
+        let mut mine = vec![h.try_next_id().unwrap()];
+        // The ticker fires between this thread's IDs.
+        source.advance(1);
+        clock.tick();
+        mine.push(h.try_next_id().unwrap());
+        let theirs = t.join().unwrap();
+        check(SMALL, &mine, &theirs, &hw);
+    });
+}
+
+#[test]
+fn shutdown_racing_a_handle_never_leaves_an_id_above_the_mark() {
+    loom::model(|| {
+        let hw = StdArc::new(MemoryHighWater::new());
+        let clock = TickerClock::driven(ManualClock::new(T0));
+        let g = Arc::new(build_on(SMALL, &hw, clock));
+        let g2 = g.clone();
+        let t = thread::spawn(move || g2.shutdown().unwrap());
+        let mut h = g.handle();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            match h.try_next_id() {
+                Ok(id) => got.push(id),
+                Err(GenError::Closed) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        // Shut down now: the block in hand is not handed out any more.
+        assert!(matches!(h.try_next_id(), Err(GenError::Closed)));
+        if !got.is_empty() {
+            assert!(
+                hw.load().unwrap().is_some(),
+                "a mark was written before issuing"
+            );
+        }
+        check(SMALL, &got, &[], &hw);
+    });
 }
 
 #[test]
@@ -46,18 +153,12 @@ fn concurrent_reservations_are_disjoint_and_ordered() {
         let mut mine: Vec<u64> = g.try_reserve(0, 1).unwrap().iter().collect();
         mine.extend(g.try_reserve(0, 2).unwrap().iter());
         let theirs = t.join().unwrap();
-        assert_increasing(&mine);
-        assert_increasing(&theirs);
-        let mut all: Vec<u64> = mine.iter().chain(&theirs).copied().collect();
-        all.sort_unstable();
-        all.dedup();
-        assert_eq!(all.len(), 6, "duplicate among {mine:?} {theirs:?}");
-        // Every issued tick lies below the persisted mark.
-        let layout = Layout::parse("time:40/1ms@2020-01-01 seq:2").unwrap();
-        let mark = hw.load().unwrap().unwrap();
-        for id in all {
-            assert!(layout.decode(id).unwrap().unix_ms < mark);
-        }
+        check(TINY, &mine, &theirs, &hw);
+        assert_eq!(mine.len() + theirs.len(), 6);
+        assert!(
+            hw.load().unwrap().is_some(),
+            "every issued tick lies below a persisted mark"
+        );
     });
 }
 
@@ -76,7 +177,7 @@ fn shutdown_racing_a_reservation_never_leaves_an_id_above_the_mark() {
         let issued = t.join().unwrap();
         assert!(matches!(g.try_reserve(0, 1), Err(GenError::Closed)));
         if let Some(last) = issued {
-            let layout = Layout::parse("time:40/1ms@2020-01-01 seq:2").unwrap();
+            let layout = Layout::parse(TINY).unwrap();
             let mark = hw
                 .load()
                 .unwrap()

@@ -208,6 +208,13 @@ impl Conn {
                 Reply::V2Error {
                     status, message, ..
                 } => stats.failed(sent, done, ErrorKind::Status(status.into()), &message),
+                // The load generator asks for IDs only; a number reply is a peer out of step.
+                Reply::V2Numbers { .. } => {
+                    return Err((
+                        ErrorKind::Protocol,
+                        "a number reply to an ID request".into(),
+                    ))
+                }
             }
         }
         Ok(Some(done))

@@ -9,8 +9,12 @@ use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::reply::{Reply, Status};
+use crate::request::Op;
 use crate::request::Request;
-use crate::{ProtoError, DEFAULT_MAX_COUNT, MAX_MESSAGE_LEN, V2_MAGIC, V2_REPLY_HEADER_LEN};
+use crate::{
+    number_body_bound, ProtoError, DEFAULT_MAX_COUNT, MAX_MESSAGE_LEN, V2_MAGIC,
+    V2_REPLY_HEADER_LEN,
+};
 
 /// Decodes a v1 single reply once its 8 bytes are buffered.
 pub fn decode_v1_single(src: &mut BytesMut) -> Option<u64> {
@@ -38,6 +42,29 @@ pub fn decode_v1_batch(src: &mut BytesMut) -> Option<Vec<u64>> {
 ///
 /// An error message that is not valid UTF-8 is decoded lossily, since it only ever reaches a log.
 pub fn decode_v2_reply(src: &mut BytesMut, max_count: u32) -> Result<Option<Reply>, ProtoError> {
+    decode_v2(src, max_count, Body::Ids)
+}
+
+/// Decodes a v2 reply to a number request (op 4) once it is whole: [`Reply::V2Numbers`] on
+/// [`Status::Ok`], refusing a body over [`number_body_bound`]`(max_count)` bytes before buffering
+/// it, and one that does not hold exactly its count of UTF-8 numbers.
+pub fn decode_v2_number_reply(
+    src: &mut BytesMut,
+    max_count: u32,
+) -> Result<Option<Reply>, ProtoError> {
+    decode_v2(src, max_count, Body::Numbers)
+}
+
+/// What the body of an ok v2 reply holds, which only the request tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// `len` IDs of 8 bytes.
+    Ids,
+    /// `len` bytes: a count and that many length-prefixed strings.
+    Numbers,
+}
+
+fn decode_v2(src: &mut BytesMut, max_count: u32, body: Body) -> Result<Option<Reply>, ProtoError> {
     let Some(&first) = src.first() else {
         return Ok(None);
     };
@@ -57,25 +84,32 @@ pub fn decode_v2_reply(src: &mut BytesMut, max_count: u32) -> Result<Option<Repl
     let mut header = &src[2..V2_REPLY_HEADER_LEN];
     let req_id = header.get_u32();
     let len = header.get_u32();
-    let body_len = if status == Status::Ok {
-        if len > max_count {
-            return Err(ProtoError::FrameTooLarge {
-                what: "ID count",
-                len: len.into(),
-                limit: max_count.into(),
-            });
+    let too_large = |what, limit: u64| ProtoError::FrameTooLarge {
+        what,
+        len: len.into(),
+        limit,
+    };
+    let body_len = match (status, body) {
+        (Status::Ok, Body::Ids) => {
+            if len > max_count {
+                return Err(too_large("ID count", max_count.into()));
+            }
+            // Saturating so a large limit on a 32-bit target yields an unreachable length rather than a panic.
+            (len as usize).saturating_mul(8)
         }
-        // Saturating so a large limit on a 32-bit target yields an unreachable length rather than a panic.
-        (len as usize).saturating_mul(8)
-    } else {
-        if len as usize > MAX_MESSAGE_LEN {
-            return Err(ProtoError::FrameTooLarge {
-                what: "message length",
-                len: len.into(),
-                limit: MAX_MESSAGE_LEN as u64,
-            });
+        (Status::Ok, Body::Numbers) => {
+            let limit = number_body_bound(max_count);
+            if len as usize > limit {
+                return Err(too_large("number body length", limit as u64));
+            }
+            len as usize
         }
-        len as usize
+        _ => {
+            if len as usize > MAX_MESSAGE_LEN {
+                return Err(too_large("message length", MAX_MESSAGE_LEN as u64));
+            }
+            len as usize
+        }
     };
     let frame_len = body_len.saturating_add(V2_REPLY_HEADER_LEN);
     if src.len() < frame_len {
@@ -83,21 +117,60 @@ pub fn decode_v2_reply(src: &mut BytesMut, max_count: u32) -> Result<Option<Repl
         return Ok(None);
     }
     src.advance(V2_REPLY_HEADER_LEN);
-    let reply = if status == Status::Ok {
-        Reply::V2Ok {
+    let reply = match (status, body) {
+        (Status::Ok, Body::Ids) => Reply::V2Ok {
             req_id,
             ids: get_ids(src, len as usize),
+        },
+        (Status::Ok, Body::Numbers) => {
+            let numbers = get_numbers(&src[..body_len], max_count);
+            src.advance(body_len);
+            Reply::V2Numbers {
+                req_id,
+                numbers: numbers?,
+            }
         }
-    } else {
-        let message = String::from_utf8_lossy(&src[..body_len]).into_owned();
-        src.advance(body_len);
-        Reply::V2Error {
-            req_id,
-            status,
-            message,
+        _ => {
+            let message = String::from_utf8_lossy(&src[..body_len]).into_owned();
+            src.advance(body_len);
+            Reply::V2Error {
+                req_id,
+                status,
+                message,
+            }
         }
     };
     Ok(Some(reply))
+}
+
+/// The numbers of a whole number reply body: `n u32`, then `n` × (`len u8`, UTF-8 bytes), and
+/// nothing after.
+fn get_numbers(mut body: &[u8], max_count: u32) -> Result<Vec<String>, ProtoError> {
+    let bad = |what: String| ProtoError::MalformedNumbers(what);
+    if body.len() < 4 {
+        return Err(bad(format!("a body of {} bytes has no count", body.len())));
+    }
+    let n = body.get_u32();
+    if n > max_count {
+        return Err(bad(format!("{n} numbers, over the limit of {max_count}")));
+    }
+    let mut numbers = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let Some((&len, rest)) = body.split_first() else {
+            return Err(bad(format!("the body ends before number {i} of {n}")));
+        };
+        let Some((text, rest)) = rest.split_at_checked(usize::from(len)) else {
+            return Err(bad(format!("number {i} of {n} is cut short")));
+        };
+        let text =
+            std::str::from_utf8(text).map_err(|e| bad(format!("number {i} is not UTF-8: {e}")))?;
+        numbers.push(text.to_owned());
+        body = rest;
+    }
+    if !body.is_empty() {
+        return Err(bad(format!("{} bytes after the last number", body.len())));
+    }
+    Ok(numbers)
 }
 
 fn get_ids(src: &mut BytesMut, n: usize) -> Vec<u64> {
@@ -113,7 +186,7 @@ fn get_ids(src: &mut BytesMut, n: usize) -> Vec<u64> {
 enum Expected {
     V1Single,
     V1Batch(u8),
-    V2 { req_id: u32 },
+    V2 { req_id: u32, body: Body },
 }
 
 /// Codec for the client's side: encodes [`Request`]s and decodes the [`Reply`] to each, in request order.
@@ -173,9 +246,17 @@ impl Decoder for ClientCodec {
                 }
                 decode_v1_batch(src).map(Reply::V1Batch)
             }
-            Expected::V2 { req_id: asked } => {
-                let reply = decode_v2_reply(src, self.max_count)?;
-                if let Some(Reply::V2Ok { req_id, .. } | Reply::V2Error { req_id, .. }) = &reply {
+            Expected::V2 {
+                req_id: asked,
+                body,
+            } => {
+                let reply = decode_v2(src, self.max_count, body)?;
+                if let Some(
+                    Reply::V2Ok { req_id, .. }
+                    | Reply::V2Numbers { req_id, .. }
+                    | Reply::V2Error { req_id, .. },
+                ) = &reply
+                {
                     if *req_id != asked {
                         return Err(ProtoError::ReqIdMismatch {
                             expected: asked,
@@ -220,7 +301,14 @@ impl Encoder<&Request> for ClientCodec {
         self.pending.push_back(match request {
             Request::V1Single => Expected::V1Single,
             Request::V1Batch { count } => Expected::V1Batch(*count),
-            Request::V2(req) => Expected::V2 { req_id: req.req_id },
+            Request::V2(req) => Expected::V2 {
+                req_id: req.req_id,
+                body: if req.op == Op::Number {
+                    Body::Numbers
+                } else {
+                    Body::Ids
+                },
+            },
         });
         Ok(())
     }

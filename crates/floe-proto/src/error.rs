@@ -15,8 +15,8 @@ pub enum ProtoError {
     )]
     UnknownCommand(u8),
 
-    /// A v2 op byte outside 1..=3.
-    #[error("unknown v2 op {0}: expected 1 (snowflake), 2 (segment) or 3 (ping)")]
+    /// A v2 op byte outside 1..=4.
+    #[error("unknown v2 op {0}: expected 1 (snowflake), 2 (segment), 3 (ping) or 4 (number)")]
     UnknownOp(u8),
 
     /// A v2 reply status byte outside 0..=5, so its body cannot be interpreted.
@@ -57,6 +57,20 @@ pub enum ProtoError {
         /// The most the reply kind can carry.
         limit: usize,
     },
+
+    /// A number longer than its one-byte length field can express.
+    #[error("number of {len} bytes is over the limit of {limit} bytes")]
+    NumberTooLong {
+        /// Length of the number in bytes.
+        len: usize,
+        /// The largest length accepted.
+        limit: usize,
+    },
+
+    /// A v2 number reply whose body does not hold what its header says: the stream cannot be
+    /// trusted, reconnect.
+    #[error("malformed v2 number reply: {0}; the stream is out of step, reconnect")]
+    MalformedNumbers(String),
 
     /// An error reply was given status Ok, which would make the peer read the message as IDs.
     #[error("an error reply needs a status other than 0 (ok); send IDs with an ok reply instead")]

@@ -7,7 +7,8 @@
 //!   magic makes the server close the connection without a reply ([`ProtoError::UnknownCommand`]).
 //! - **v2** (first byte [`V2_MAGIC`]): `0xF1 | op u8 | req_id u32 | count u32 | tag_len u8 | tag`, answered with
 //!   `0xF1 | status u8 | req_id u32 | len u32 | body`, where the body is `len` IDs on [`Status::Ok`] and `len` bytes
-//!   of UTF-8 message otherwise.
+//!   of UTF-8 message otherwise. An ok reply to op 4 (number) carries strings instead: `len` is the body's length in
+//!   bytes, and the body is `n u32` followed by `n` numbers, each `len u8 | UTF-8 bytes`.
 //!
 //! All integers are big-endian. Frames may be pipelined and a connection may mix v1 and v2 frames.
 //!
@@ -23,9 +24,14 @@ mod reply;
 mod request;
 mod server;
 
-pub use client::{decode_v1_batch, decode_v1_single, decode_v2_reply, ClientCodec};
+pub use client::{
+    decode_v1_batch, decode_v1_single, decode_v2_number_reply, decode_v2_reply, ClientCodec,
+};
 pub use error::ProtoError;
-pub use reply::{encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_ok, Reply, Status};
+pub use reply::{
+    encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_numbers, encode_v2_ok, Reply,
+    Status,
+};
 pub use request::{Op, Rejection, Request, V2Request};
 pub use server::ServerCodec;
 
@@ -55,6 +61,15 @@ pub const V1_MAX_BATCH: usize = u8::MAX as usize;
 
 /// Longest tag a v2 request can carry, because its length is a single byte.
 pub const MAX_TAG_LEN: usize = u8::MAX as usize;
+
+/// Longest number in a v2 number reply, because its length is a single byte.
+pub const MAX_NUMBER_LEN: usize = u8::MAX as usize;
+
+/// The largest body of an ok number reply to `count` numbers: the count, then each number's
+/// length byte and at most [`MAX_NUMBER_LEN`] bytes.
+pub const fn number_body_bound(count: u32) -> usize {
+    4 + (count as usize).saturating_mul(1 + MAX_NUMBER_LEN)
+}
 
 /// Longest v2 error message in bytes; a client refuses longer bodies so a bad peer cannot make it allocate at will.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;

@@ -5,7 +5,9 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::{ProtoError, MAX_MESSAGE_LEN, V1_MAX_BATCH, V2_MAGIC, V2_REPLY_HEADER_LEN};
+use crate::{
+    ProtoError, MAX_MESSAGE_LEN, MAX_NUMBER_LEN, V1_MAX_BATCH, V2_MAGIC, V2_REPLY_HEADER_LEN,
+};
 
 /// The outcome of a v2 request, sent as the reply's second byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +69,13 @@ pub enum Reply {
         /// The issued IDs.
         ids: Vec<u64>,
     },
+    /// Successful v2 answer to a number request (op 4).
+    V2Numbers {
+        /// Echo of the request's req_id.
+        req_id: u32,
+        /// The numbers, in issue order.
+        numbers: Vec<String>,
+    },
     /// Failed v2 answer.
     V2Error {
         /// Echo of the request's req_id.
@@ -88,6 +97,7 @@ impl Reply {
             }
             Reply::V1Batch(ids) => encode_v1_batch(ids, dst),
             Reply::V2Ok { req_id, ids } => encode_v2_ok(*req_id, ids, dst),
+            Reply::V2Numbers { req_id, numbers } => encode_v2_numbers(*req_id, numbers, dst),
             Reply::V2Error {
                 req_id,
                 status,
@@ -131,6 +141,46 @@ pub fn encode_v2_ok(req_id: u32, ids: &[u64], dst: &mut BytesMut) -> Result<(), 
     dst.reserve(V2_REPLY_HEADER_LEN + 8 * ids.len());
     put_v2_header(Status::Ok, req_id, len, dst);
     put_ids(ids, dst);
+    Ok(())
+}
+
+/// Appends a v2 ok reply to a number request: `len` is the body's length in bytes, the body is
+/// the count as a `u32` and then each number as a length byte and its UTF-8 bytes.
+///
+/// Fails before writing anything with [`ProtoError::NumberTooLong`] for a number over
+/// [`MAX_NUMBER_LEN`] bytes, or [`ProtoError::TooManyIds`] when the body would not fit a `u32`.
+pub fn encode_v2_numbers(
+    req_id: u32,
+    numbers: &[impl AsRef<str>],
+    dst: &mut BytesMut,
+) -> Result<(), ProtoError> {
+    let mut body_len = 4usize;
+    for n in numbers {
+        let len = n.as_ref().len();
+        if len > MAX_NUMBER_LEN {
+            return Err(ProtoError::NumberTooLong {
+                len,
+                limit: MAX_NUMBER_LEN,
+            });
+        }
+        body_len += 1 + len;
+    }
+    let too_many = || ProtoError::TooManyIds {
+        kind: "v2 number",
+        count: numbers.len(),
+        limit: u32::MAX as usize,
+    };
+    let len = u32::try_from(body_len).map_err(|_| too_many())?;
+    let count = u32::try_from(numbers.len()).map_err(|_| too_many())?;
+    dst.reserve(V2_REPLY_HEADER_LEN + body_len);
+    put_v2_header(Status::Ok, req_id, len, dst);
+    dst.put_u32(count);
+    for n in numbers {
+        let n = n.as_ref().as_bytes();
+        // Checked above: every length fits the byte.
+        dst.put_u8(n.len() as u8);
+        dst.put_slice(n);
+    }
     Ok(())
 }
 
@@ -192,6 +242,22 @@ mod tests {
         assert_eq!(truncate_at_char_boundary("éé", 3), "é");
         assert_eq!(truncate_at_char_boundary("éé", 4), "éé");
         assert_eq!(truncate_at_char_boundary("abc", 0), "");
+    }
+
+    #[test]
+    fn number_replies_carry_length_prefixed_strings() {
+        let mut dst = BytesMut::new();
+        encode_v2_numbers(9, &["A-1", "A-22"], &mut dst).unwrap();
+        let mut want = vec![0xF1, 0, 0, 0, 0, 9, 0, 0, 0, 4 + 4 + 5, 0, 0, 0, 2];
+        want.extend_from_slice(b"\x03A-1\x04A-22");
+        assert_eq!(dst.to_vec(), want);
+        let long = "x".repeat(MAX_NUMBER_LEN + 1);
+        let mut dst = BytesMut::new();
+        assert!(matches!(
+            encode_v2_numbers(1, &[long], &mut dst),
+            Err(ProtoError::NumberTooLong { len: 256, .. })
+        ));
+        assert!(dst.is_empty(), "nothing written");
     }
 
     #[test]

@@ -17,6 +17,16 @@ pub enum Op {
     Segment,
     /// A liveness check answered with an empty ok reply.
     Ping,
+    /// Business numbers of one number sequence (the tag field carries its name), answered
+    /// with strings ([`crate::Reply::V2Numbers`]).
+    Number,
+}
+
+impl Op {
+    /// Whether the op names something in the tag field (a segment tag, a sequence name).
+    pub fn needs_tag(self) -> bool {
+        matches!(self, Op::Segment | Op::Number)
+    }
 }
 
 impl From<Op> for u8 {
@@ -25,6 +35,7 @@ impl From<Op> for u8 {
             Op::Snowflake => 1,
             Op::Segment => 2,
             Op::Ping => 3,
+            Op::Number => 4,
         }
     }
 }
@@ -37,6 +48,7 @@ impl TryFrom<u8> for Op {
             1 => Ok(Op::Snowflake),
             2 => Ok(Op::Segment),
             3 => Ok(Op::Ping),
+            4 => Ok(Op::Number),
             other => Err(ProtoError::UnknownOp(other)),
         }
     }
@@ -51,7 +63,8 @@ pub struct V2Request {
     pub req_id: u32,
     /// How many IDs to issue; 1..=max_count for snowflake and segment, carried unchecked for ping.
     pub count: u32,
-    /// The business tag of a segment request; empty for other ops, whose tag the decoder ignores.
+    /// The business tag of a segment request or the sequence name of a number request; empty for
+    /// other ops, whose tag the decoder ignores.
     pub tag: String,
 }
 
@@ -73,6 +86,16 @@ impl V2Request {
             req_id,
             count,
             tag: tag.into(),
+        }
+    }
+
+    /// A request for `count` numbers of the sequence `name`.
+    pub fn number(req_id: u32, count: u32, name: impl Into<String>) -> V2Request {
+        V2Request {
+            op: Op::Number,
+            req_id,
+            count,
+            tag: name.into(),
         }
     }
 

@@ -75,18 +75,22 @@ impl ServerCodec {
                 format!("count must be 1..={}", self.max_count),
             ));
         }
-        let tag = if op == Op::Segment {
+        let tag = if op.needs_tag() {
+            let (what, field) = match op {
+                Op::Number => ("number", "sequence name"),
+                _ => ("segment", "tag"),
+            };
             if tag.is_empty() {
                 return Err(reject(
                     Status::BadRequest,
-                    "segment request needs a non-empty tag".to_owned(),
+                    format!("{what} request needs a non-empty {field}"),
                 ));
             }
             std::str::from_utf8(tag)
                 .map_err(|e| {
                     reject(
                         Status::BadRequest,
-                        format!("segment tag is not valid UTF-8: {e}"),
+                        format!("{what} {field} is not valid UTF-8: {e}"),
                     )
                 })?
                 .to_owned()

@@ -346,11 +346,30 @@ fn count_0_is_a_bad_request() {
 
 #[test]
 fn unknown_op_is_a_bad_request_naming_the_op() {
-    for op in [0u8, 4, 0xF1, 0xFF] {
+    for op in [0u8, 5, 0xF1, 0xFF] {
         let err = decode_one(&v2_frame(op, 11, 1, b"abc")).unwrap_err();
         assert_eq!((err.req_id, err.status), (11, Status::BadRequest));
         assert!(err.message.contains(&format!("op {op}")), "{}", err.message);
     }
+}
+
+#[test]
+fn number_requests_need_a_utf8_name() {
+    assert_eq!(
+        decode_one(&v2_frame(4, 3, 5, b"order_no")),
+        Ok(Request::V2(V2Request::number(3, 5, "order_no")))
+    );
+    let err = decode_one(&v2_frame(4, 4, 1, b"")).unwrap_err();
+    assert_eq!((err.req_id, err.status), (4, Status::BadRequest));
+    assert!(
+        err.message.contains("non-empty sequence name"),
+        "{}",
+        err.message
+    );
+    let err = decode_one(&v2_frame(4, 5, 1, &[0xFF])).unwrap_err();
+    assert!(err.message.contains("not valid UTF-8"), "{}", err.message);
+    let err = decode_one(&v2_frame(4, 6, 200_000, b"n")).unwrap_err();
+    assert_eq!(err.status, Status::OverLimit);
 }
 
 #[test]
@@ -433,7 +452,12 @@ fn too_long_tag_is_refused_when_encoding() {
 
 #[test]
 fn op_byte_conversions() {
-    for (op, byte) in [(Op::Snowflake, 1u8), (Op::Segment, 2), (Op::Ping, 3)] {
+    for (op, byte) in [
+        (Op::Snowflake, 1u8),
+        (Op::Segment, 2),
+        (Op::Ping, 3),
+        (Op::Number, 4),
+    ] {
         assert_eq!(u8::from(op), byte);
         assert_eq!(Op::try_from(byte).unwrap(), op);
     }

@@ -22,9 +22,9 @@ struct Slow {
 
 #[async_trait]
 impl SegmentStore for Slow {
-    async fn claim(&self, tag: &str, step: u64) -> Result<Segment, StoreError> {
+    async fn claim_within(&self, tag: &str, step: u64, end: u64) -> Result<Segment, StoreError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.claim(tag, step).await
+        self.inner.claim_within(tag, step, end).await
     }
     async fn tag(&self, tag: &str) -> Result<Option<TagRow>, StoreError> {
         self.inner.tag(tag).await

@@ -207,7 +207,7 @@
     set($("#segments-note"), data.enabled ? `${data.tags.length} tags in the store.` : "Segment mode is off on this node (segment.enabled = false).");
     const cache = data.tags.filter((t) => t.buffer).map((t) => {
       const b = t.buffer;
-      return [t.tag, range(b.current), show(b.position), b.next ? range(b.next) : (b.next_ready ? "ready" : "not loaded"),
+      return [t.tag, range(b.current), show(b.next_id), b.next_range ? range(b.next_range) : (b.next_ready ? "ready" : "not loaded"),
         b.fill_percent.toFixed(1), show(b.remaining), show(b.step),
         b.step_history.map((c) => show(c.step)).join(" → ") || "—",
         b.last_refill_ms === null ? "—" : b.last_refill_ms.toFixed(2), show(b.refills), show(b.refill_errors), show(b.last_error)];

@@ -6,7 +6,8 @@
 //! - binary TCP (GenID v1 + v2) and HTTP (native JSON, compatible routes, admin, metrics);
 //! - [`serve_main`]: what `floe serve` does — config, logging, bind, one "listening" line on
 //!   stdout, serve until SIGTERM/SIGINT;
-//! - [`segment`]: segment mode, the buffered [`segment::SegmentService`] every segment route calls.
+//! - [`segment`]: segment mode, the buffered [`segment::SegmentService`] every segment route calls;
+//! - [`numbers`]: business number sequences, the [`numbers::NumberService`] every number route calls.
 //!
 //! docs/protocol.md and docs/configuration.md describe the wire formats and every key.
 
@@ -27,6 +28,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod node;
+pub mod numbers;
 mod peers;
 pub mod segment;
 mod server;

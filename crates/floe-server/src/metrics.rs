@@ -69,6 +69,8 @@ const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("floe_segment_refill_errors_total", Kind::Counter, "Failed segment claims, by tag (retried with backoff)"),
     ("floe_segment_refused_total", Kind::Counter, "Claimed ranges refused by the buffer because they were not above every range served (a store that went backwards)"),
     ("floe_segment_refill_seconds", Kind::Histogram(Unit::Seconds), "Latency of one segment claim, by tag"),
+    ("floe_numbers_issued_total", Kind::Counter, "Business numbers issued, by sequence name (every protocol)"),
+    ("floe_numbers_buffered", Kind::Gauge, "Values of a sequence's current period buffered on this node"),
 ];
 
 /// Registers the help text of every metric with the recorder.
@@ -105,6 +107,8 @@ pub(crate) struct Metrics {
     pub(crate) tcp_v2_segment: Histogram,
     /// Latency of v2 pings.
     pub(crate) tcp_v2_ping: Histogram,
+    /// Latency of v2 number requests.
+    pub(crate) tcp_v2_number: Histogram,
     /// Open binary TCP connections.
     pub(crate) tcp_open: Gauge,
     /// Binary TCP connections closed at once because `max_connections` was reached.
@@ -183,6 +187,7 @@ pub(crate) fn global() -> &'static Metrics {
             tcp_v2_snowflake: tcp("tcp_v2", "snowflake"),
             tcp_v2_segment: tcp("tcp_v2", "segment"),
             tcp_v2_ping: tcp("tcp_v2", "ping"),
+            tcp_v2_number: tcp("tcp_v2", "number"),
             tcp_open: gauge!("floe_tcp_connections_open"),
             tcp_rejected: counter!("floe_tcp_connections_rejected_total"),
             tcp_timeouts: counter!("floe_tcp_connections_timed_out_total"),

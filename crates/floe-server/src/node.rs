@@ -18,6 +18,7 @@ use crate::fence::LeaseGuard;
 use crate::issue::{IssueError, MAX_WAIT};
 use crate::logging::LogControl;
 use crate::metrics::{Metrics, YEAR_SECS};
+use crate::numbers::{NumberError, NumberService};
 use crate::segment::{SegmentError, SegmentService};
 
 /// One running node.
@@ -34,6 +35,8 @@ pub(crate) struct Node {
     pub(crate) lease: Option<Arc<LeaseGuard>>,
     /// Segment mode; `None` when `segment.enabled = false`.
     pub(crate) segments: Option<Arc<SegmentService>>,
+    /// Number sequences, on segment mode's store; `None` without segment mode.
+    pub(crate) numbers: Option<Arc<NumberService>>,
     /// Metric handles.
     pub(crate) metrics: &'static Metrics,
     /// Runtime log level.
@@ -64,6 +67,17 @@ impl Node {
     /// every segment route asks here, so each maps "not configured" with the rest.
     pub(crate) fn segments(&self) -> Result<&Arc<SegmentService>, SegmentError> {
         self.segments.as_ref().ok_or(SegmentError::NotConfigured)
+    }
+
+    /// The number service, or [`NumberError::NotConfigured`] on a node without segment mode.
+    pub(crate) fn numbers(&self) -> Result<&Arc<NumberService>, NumberError> {
+        self.numbers.as_ref().ok_or(NumberError::NotConfigured)
+    }
+
+    /// The node's wall clock (the generator's, so `clock_offset_ms` and `machine_clock` apply):
+    /// what decides a number's period.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.generator.load().clock().now_ms()
     }
 
     /// Stops the node for good: graceful shutdown, then `serve` returns `reason`.
@@ -232,6 +246,14 @@ impl Node {
             } else {
                 0.0
             });
+        }
+        for (name, left) in self
+            .numbers
+            .as_ref()
+            .map(|n| n.buffered())
+            .unwrap_or_default()
+        {
+            metrics::gauge!("floe_numbers_buffered", "name" => name).set(left as f64);
         }
         // Latency samples queue in memory until drained into buckets; at a million requests a
         // second, draining only every few seconds would hold tens of MB.

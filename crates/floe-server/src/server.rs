@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::node::Node;
-use crate::{console, http, lease, limits, logging, metrics, peers, segment, tcp};
+use crate::{console, http, lease, limits, logging, metrics, numbers, peers, segment, tcp};
 use arc_swap::ArcSwap;
 
 /// How often the high-water mark is extended ahead of need and the clock metrics refreshed;
@@ -161,10 +161,14 @@ impl Server {
             None => (None, None),
         };
 
+        let opened = segment::service(&config)
+            .await
+            .map_err(ServerError::Segment)?;
+        let numbers = numbers::service(&config, opened.as_ref().map(|o| &o.store))
+            .map_err(ServerError::Segment)?;
         let node = Arc::new(Node {
-            segments: segment::service(&config)
-                .await
-                .map_err(ServerError::Segment)?,
+            segments: opened.map(|o| o.service),
+            numbers,
             config,
             generator: ArcSwap::from_pointee(generator),
             high_water,
@@ -270,6 +274,9 @@ impl Server {
 
         if let Some(segments) = &node.segments {
             segments.shutdown().await;
+        }
+        if let Some(numbers) = &node.numbers {
+            numbers.shutdown().await;
         }
         let generator = node.generator.load_full();
         let stopped = generator.clone();

@@ -28,9 +28,9 @@ use std::io::ErrorKind;
 
 use bytes::{Buf, BytesMut};
 use floe_proto::{
-    encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_ok, Op, ProtoError, Request,
-    ServerCodec, Status, V2Request, MAX_MESSAGE_LEN, V1_CMD_BATCH, V1_CMD_SINGLE, V2_MAGIC,
-    V2_REPLY_HEADER_LEN,
+    encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_numbers, encode_v2_ok,
+    number_body_bound, Op, ProtoError, Request, ServerCodec, Status, V2Request, MAX_MESSAGE_LEN,
+    V1_CMD_BATCH, V1_CMD_SINGLE, V2_MAGIC, V2_REPLY_HEADER_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,6 +44,7 @@ use tracing::{debug, warn};
 use crate::accept::Listener;
 use crate::issue::IssueError;
 use crate::node::Node;
+use crate::numbers::NumberError;
 use crate::segment::SegmentError;
 use crate::throttle::Throttle;
 
@@ -389,8 +390,13 @@ impl Connection {
                     Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]).min(max_count),
                     _ => max_count,
                 };
-                // An error reply's message is cut at MAX_MESSAGE_LEN.
-                V2_REPLY_HEADER_LEN + (8 * count as usize).max(MAX_MESSAGE_LEN)
+                // Numbers (op 4, or an op not read yet) are strings, IDs 8 bytes; an error
+                // reply's message is cut at MAX_MESSAGE_LEN.
+                let body = match self.rbuf.get(1).map(|&op| Op::try_from(op)) {
+                    Some(Ok(Op::Snowflake | Op::Segment | Op::Ping)) => 8 * count as usize,
+                    _ => number_body_bound(count),
+                };
+                V2_REPLY_HEADER_LEN + body.max(MAX_MESSAGE_LEN)
             }
             // Not a request: the decoder closes the connection on it.
             Some(_) => 0,
@@ -486,23 +492,33 @@ impl Connection {
                         self.v2_ok(req.req_id);
                     }
                     Err(e) => {
-                        let status = match e {
-                            SegmentError::NotConfigured
-                            | SegmentError::Unavailable { .. }
-                            | SegmentError::Store(_)
-                            | SegmentError::Closed => Status::Unavailable,
-                            SegmentError::UnknownTag(_) => Status::UnknownTag,
-                            SegmentError::Exhausted(_) => Status::OverLimit,
-                            SegmentError::Invalid(_) | SegmentError::TagExists(_) => {
-                                Status::BadRequest
-                            }
-                        };
+                        let status = segment_status(&e);
                         metrics.request_error("tcp_v2", status_label(status));
                         self.v2_error(req.req_id, status, &e.to_string());
                     }
                 }
                 metrics
                     .tcp_v2_segment
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Op::Number => {
+                let node = &self.node;
+                let issued = async {
+                    let numbers = node.numbers()?;
+                    numbers.issue(&req.tag, req.count, node.now_ms()).await
+                }
+                .await;
+                let encoded = issued.and_then(|numbers| {
+                    encode_v2_numbers(req.req_id, &numbers, &mut self.wbuf)
+                        .map_err(|e| NumberError::Definition(format!("reply not encoded: {e}")))
+                });
+                if let Err(e) = encoded {
+                    let status = number_status(&e);
+                    metrics.request_error("tcp_v2", status_label(status));
+                    self.v2_error(req.req_id, status, &e.to_string());
+                }
+                metrics
+                    .tcp_v2_number
                     .record(started.elapsed().as_secs_f64());
             }
         }
@@ -607,6 +623,32 @@ impl Connection {
                 break;
             }
         }
+    }
+}
+
+/// The one v2 mapping of segment errors.
+fn segment_status(e: &SegmentError) -> Status {
+    match e {
+        SegmentError::NotConfigured
+        | SegmentError::Unavailable { .. }
+        | SegmentError::Store(_)
+        | SegmentError::Closed => Status::Unavailable,
+        SegmentError::UnknownTag(_) => Status::UnknownTag,
+        SegmentError::Exhausted(_) => Status::OverLimit,
+        SegmentError::Invalid(_) | SegmentError::TagExists(_) => Status::BadRequest,
+    }
+}
+
+/// The one v2 mapping of number errors: an unknown name is "unknown tag" (2), an exhausted
+/// period "over limit" (4), as for segments.
+fn number_status(e: &NumberError) -> Status {
+    match e {
+        NumberError::NotConfigured => Status::Unavailable,
+        NumberError::UnknownName(_) => Status::UnknownTag,
+        NumberError::NameExists(_) | NumberError::Invalid(_) => Status::BadRequest,
+        NumberError::Exhausted(_) => Status::OverLimit,
+        NumberError::Definition(_) => Status::Internal,
+        NumberError::Segment(e) => segment_status(e),
     }
 }
 

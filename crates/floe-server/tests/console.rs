@@ -135,7 +135,7 @@ async fn segments_show_rows_and_buffers() {
         b["current"],
         serde_json::json!({"start": 1000, "end": 1100})
     );
-    assert_eq!(b["position"], 1003);
+    assert_eq!(b["next_id"], 1003);
     assert_eq!(b["remaining"], 97);
     assert_eq!(b["fill_percent"], 97.0);
     assert_eq!(b["refill_errors"], 0);
@@ -152,7 +152,7 @@ async fn segments_show_rows_and_buffers() {
     .await
     .unwrap()
     .json();
-    assert_eq!(admin["tags"][0]["buffer"]["position"], 1003);
+    assert_eq!(admin["tags"][0]["buffer"]["next_id"], 1003);
     server.stop().await.0.unwrap();
 
     let mut off = config();
@@ -248,6 +248,8 @@ async fn openapi_describes_every_route() {
     let expected = [
         ("/v1/snowflake", "get"),
         ("/v1/segment/{tag}", "get"),
+        ("/v1/numbers", "get"),
+        ("/v1/numbers/{name}", "get"),
         ("/v1/decode/{id}", "get"),
         ("/v1/info", "get"),
         ("/healthz", "get"),
@@ -268,6 +270,7 @@ async fn openapi_describes_every_route() {
         ("/admin/tags", "get"),
         ("/admin/tags", "post"),
         ("/admin/tags/{tag}", "put"),
+        ("/admin/numbers", "post"),
         ("/api/v1/log/level", "get"),
         ("/api/v1/log/level", "post"),
         ("/alloc", "get"),
@@ -303,6 +306,7 @@ async fn openapi_describes_every_route() {
             .replace("{tag}", "nosuch")
             .replace("{id}", "1")
             .replace("{key}", "k")
+            .replace("{name}", "nosuch")
             .replace("{view}", "rates");
         let body = if method == "get" { "" } else { "{}" };
         let r = http(

@@ -51,7 +51,7 @@ struct Liar {
 
 #[async_trait]
 impl SegmentStore for Liar {
-    async fn claim(&self, _tag: &str, _step: u64) -> Result<Segment, StoreError> {
+    async fn claim_within(&self, _tag: &str, _step: u64, _end: u64) -> Result<Segment, StoreError> {
         self.claims.fetch_add(1, Ordering::SeqCst);
         Ok(Segment { start: 1, end: 11 })
     }

@@ -18,10 +18,6 @@ async fn server() -> TestServer {
     TestServer::start(cfg).await
 }
 
-fn error_body(code: &str, message: &str) -> String {
-    json!({"error": {"code": code, "message": message}}).to_string()
-}
-
 #[tokio::test]
 async fn snowflake_route() {
     let s = server().await;
@@ -242,7 +238,10 @@ async fn info_health_ready_metrics() {
     assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(i["ready"], true);
     assert_eq!(i["layout_warning"], serde_json::Value::Null);
-    assert_eq!(i["modes"], json!({"snowflake": true, "segment": true}));
+    assert_eq!(
+        i["modes"],
+        json!({"snowflake": true, "segment": true, "numbers": true})
+    );
     assert_eq!(i["listen"]["tcp"], s.tcp.to_string());
     assert!(i["high_water_ms"].as_u64().unwrap() > i["clock"]["wall_ms"].as_u64().unwrap());
     assert_eq!(i["clock"]["rollback_exceeded"], false);

@@ -38,11 +38,6 @@ fn seg_config(segment: &str) -> Config {
     Config::from_toml(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"))
 }
 
-/// A native error body, as the server writes it.
-fn error_body(code: &str, message: &str) -> String {
-    json!({"error": {"code": code, "message": message}}).to_string()
-}
-
 // The async helpers are plain functions returning futures, so that a failure names the test's
 // line (`#[track_caller]` does not work on an async fn).
 

@@ -29,7 +29,9 @@ mod wait;
 #[cfg(feature = "tokio")]
 pub use chaos::ChaosProxy;
 pub use ids::{assert_increasing, assert_unique};
-pub use process::{clean_command, collect, serve_args, FloeProcess, STARTUP};
+pub use process::{
+    clean_command, collect, fake_clock, libfaketime, serve_args, FloeProcess, STARTUP,
+};
 pub use tmpfs::Tmpfs;
 pub use wait::{consistently, eventually, Outcome, POLL};
 #[cfg(feature = "tokio")]

@@ -31,6 +31,35 @@ pub fn clean_command<S: AsRef<std::ffi::OsStr>>(
     cmd
 }
 
+/// libfaketime, preloaded directly: the `faketime` wrapper forks, so a signal sent to the
+/// process we spawned would not reach `floe`. Fails the test when it is not installed (Debian
+/// package `faketime`, which `scripts/services` installs).
+pub fn libfaketime() -> std::path::PathBuf {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    ];
+    candidates
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("libfaketime is required (Debian package `faketime`); looked for {candidates:?}")
+        })
+}
+
+/// Runs `cmd` under libfaketime with `FAKETIME=spec`: an offset such as `"-5s"`, or a start
+/// such as `"@2026-11-30 15:59:50"` from which the clock runs on (read in `TZ`, so set
+/// `TZ=UTC`). Only the wall clock is faked; tokio's timers run on the real monotonic clock.
+pub fn fake_clock(cmd: &mut Command, spec: &str) {
+    cmd.env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", spec)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("FAKETIME_NO_CACHE", "1");
+}
+
 /// The usual `serve` arguments: ephemeral loopback ports, `data_dir`, warnings only.
 #[track_caller]
 pub fn serve_args(data_dir: &Path) -> Vec<String> {

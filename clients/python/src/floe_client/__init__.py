@@ -9,6 +9,7 @@ next when it stops answering. Every error they raise is a :class:`FloeError`.
 >>> from floe_client import Client
 >>> with Client(["10.0.0.1:3778", "10.0.0.2:3778"]) as floe:   # doctest: +SKIP
 ...     ids = floe.get_ids(100)
+...     order = floe.number("order_no")   # "ORD-20261130-000042"
 """
 
 from ._common import MAX_COUNT
@@ -16,10 +17,12 @@ from .client import Client
 from .errors import (
     FloeBadRequest,
     FloeError,
+    FloeExhausted,
     FloeInternalError,
     FloeOverLimit,
     FloeProtocolError,
     FloeUnavailable,
+    FloeUnknownName,
     FloeUnknownTag,
     FloeUnsupported,
 )
@@ -34,10 +37,12 @@ __all__ = [
     "Client",
     "FloeBadRequest",
     "FloeError",
+    "FloeExhausted",
     "FloeInternalError",
     "FloeOverLimit",
     "FloeProtocolError",
     "FloeUnavailable",
+    "FloeUnknownName",
     "FloeUnknownTag",
     "FloeUnsupported",
     "GenIdFields",

@@ -45,16 +45,46 @@ def check_count(n: object, *, limit: int = 0xFFFF_FFFF) -> int:
     return n
 
 
-def check_tag(tag: object) -> bytes:
-    """Validates a segment tag and returns its UTF-8 bytes."""
+def check_tag(tag: object, what: str = "tag") -> bytes:
+    """Validates a segment tag (or, with ``what="name"``, a number sequence's name) and returns
+    its UTF-8 bytes: both travel in v2's one-byte-length tag field."""
     if not isinstance(tag, str):
-        raise TypeError(f"tag must be a str, got {type(tag).__name__} {tag!r}")
+        raise TypeError(f"{what} must be a str, got {type(tag).__name__} {tag!r}")
     raw = tag.encode("utf-8")
     if not raw:
-        raise FloeBadRequest("tag must not be empty")
+        raise FloeBadRequest(f"{what} must not be empty")
     if len(raw) > MAX_TAG_LEN:
-        raise FloeBadRequest(f"tag {tag[:40]!r}… is {len(raw)} bytes in UTF-8; the limit is {MAX_TAG_LEN}")
+        raise FloeBadRequest(f"{what} {tag[:40]!r}… is {len(raw)} bytes in UTF-8; the limit is {MAX_TAG_LEN}")
     return raw
+
+
+#: Longest number in a v2 number reply (one length byte).
+MAX_NUMBER_LEN = 255
+
+
+def unpack_numbers(body: bytes | bytearray, n: int) -> list[str]:
+    """A v2 number reply's body: ``count u32``, then ``count`` strings of ``len u8`` + UTF-8.
+
+    Raises ValueError when it does not hold exactly ``n`` numbers and nothing more."""
+    if len(body) < 4:
+        raise ValueError(f"a body of {len(body)} bytes has no count")
+    (count,) = struct.unpack_from(">I", body)
+    if count != n:
+        raise ValueError(f"it carries {count} numbers where {n} were asked")
+    numbers: list[str] = []
+    at = 4
+    for i in range(count):
+        if at >= len(body):
+            raise ValueError(f"the body ends before number {i} of {count}")
+        length = body[at]
+        end = at + 1 + length
+        if end > len(body):
+            raise ValueError(f"number {i} of {count} is cut short")
+        numbers.append(bytes(body[at + 1 : end]).decode("utf-8"))
+        at = end
+    if at != len(body):
+        raise ValueError(f"{len(body) - at} bytes after the last number")
+    return numbers
 
 
 def parse_address(address: Address, default_port: int = DEFAULT_TCP_PORT) -> tuple[str, int]:

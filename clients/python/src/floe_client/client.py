@@ -11,7 +11,18 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
-from ._common import MAX_COUNT, Servers, check_count, check_tag, format_address, parse_address, server_list, unpack_ids
+from ._common import (
+    MAX_COUNT,
+    MAX_NUMBER_LEN,
+    Servers,
+    check_count,
+    check_tag,
+    format_address,
+    parse_address,
+    server_list,
+    unpack_ids,
+    unpack_numbers,
+)
 from ._pool import Pool, Retryable
 from .errors import (
     FloeBadRequest,
@@ -20,6 +31,7 @@ from .errors import (
     FloeOverLimit,
     FloeProtocolError,
     FloeUnavailable,
+    FloeUnknownName,
     FloeUnknownTag,
     FloeUnsupported,
 )
@@ -30,6 +42,7 @@ V2_MAGIC = 0xF1
 OP_SNOWFLAKE = 1
 OP_SEGMENT = 2
 OP_PING = 3
+OP_NUMBER = 4
 
 #: magic, op, req_id, count, tag_len (the tag follows).
 _V2_REQUEST = struct.Struct(">BBIIB")
@@ -216,6 +229,23 @@ class Client:
             )
         return self._call(lambda c, d: self._segment(c, d, raw, tag, n))
 
+    def number(self, name: str) -> str:
+        """One business number of the sequence ``name``, e.g. ``"ORD-20261130-000042"`` (needs v2)."""
+        return self.numbers(name, 1)[0]
+
+    def numbers(self, name: str, n: int) -> list[str]:
+        """``n`` numbers of the sequence ``name``, increasing within their period; all of them or
+        an exception. Needs v2. An exhausted period raises :class:`FloeOverLimit` (v2 status 4)
+        with the server's message; an undeclared name :class:`FloeUnknownName`."""
+        raw = check_tag(name, "name")
+        check_count(n)
+        if self.protocol == "v1":
+            raise FloeUnsupported(
+                f"numbers (sequence {name!r}) need protocol v2; this client was created with protocol='v1': "
+                "use protocol='v2' or 'auto'"
+            )
+        return self._call(lambda c, d: self._numbers(c, d, raw, name, n))
+
     def ping(self) -> float:
         """Checks that a server answers (connecting or failing over as needed); returns the round
         trip in seconds. Over v1 it sends an empty batch request, which issues no ID."""
@@ -347,7 +377,18 @@ class Client:
         return self._req_id
 
     def _v2(self, conn: _Connection, deadline: float, op: int, count: int, tag: bytes = b"") -> list[int]:
-        """Sends one v2 request and reads its reply; returns the IDs or raises the typed error."""
+        """Sends one v2 request for IDs and reads its reply; returns the IDs or raises the typed error."""
+        length = self._v2_exchange(conn, deadline, op, count, tag)
+        expected = 0 if op == OP_PING else count
+        if length != expected:
+            raise FloeProtocolError(
+                f"{conn.name}: ok reply carries {length} IDs where {expected} were asked", server=conn.name
+            )
+        return unpack_ids(conn.recv_exact(8 * length, deadline)) if length else []
+
+    def _v2_exchange(self, conn: _Connection, deadline: float, op: int, count: int, tag: bytes) -> int:
+        """Sends one v2 request and reads its reply header; returns the ``len`` of an ok reply (its
+        body still to read) or raises the typed error of an error reply."""
         req_id = self._next_req_id()
         conn.send(_V2_REQUEST.pack(V2_MAGIC, op, req_id, count, len(tag)) + tag, deadline)
         magic, status, got_id, length = _V2_REPLY.unpack(conn.recv_exact(_V2_REPLY.size, deadline))
@@ -359,12 +400,7 @@ class Client:
         if got_id != req_id:
             raise FloeProtocolError(f"{conn.name}: reply for req_id {got_id}, expected {req_id}", server=conn.name)
         if status == 0:
-            expected = 0 if op == OP_PING else count
-            if length != expected:
-                raise FloeProtocolError(
-                    f"{conn.name}: ok reply carries {length} IDs where {expected} were asked", server=conn.name
-                )
-            return unpack_ids(conn.recv_exact(8 * length, deadline)) if length else []
+            return int(length)
         if status > 5 or length > _MAX_MESSAGE:
             raise FloeProtocolError(
                 f"{conn.name}: v2 reply with status {status} and a {length}-byte body is not valid", server=conn.name
@@ -373,8 +409,24 @@ class Client:
         what = _describe_request(op, count, tag)
         if status == _STATUS_UNAVAILABLE:
             raise Retryable(FloeUnavailable(f"status 3 (unavailable): {message}", server=conn.name))
-        error = _STATUS_ERRORS[status]
+        error = FloeUnknownName if (op, status) == (OP_NUMBER, 2) else _STATUS_ERRORS[status]
         raise error(f"{conn.name} refused {what}: {message}", server=conn.name)
+
+    def _numbers(self, conn: _Connection, deadline: float, raw: bytes, name: str, n: int) -> list[str]:
+        if conn.protocol != "v2":
+            raise FloeUnsupported(
+                f"{conn.name} speaks only GenID's v1 protocol, which has no number sequences ({name!r})",
+                server=conn.name,
+            )
+        length = self._v2_exchange(conn, deadline, OP_NUMBER, n, raw)
+        if length > 4 + n * (1 + MAX_NUMBER_LEN):
+            raise FloeProtocolError(
+                f"{conn.name}: a {length}-byte number reply is too large for {n} numbers", server=conn.name
+            )
+        try:
+            return unpack_numbers(conn.recv_exact(length, deadline), n)
+        except ValueError as e:
+            raise FloeProtocolError(f"{conn.name}: malformed number reply: {e}", server=conn.name) from e
 
     def _snowflake(self, conn: _Connection, deadline: float, n: int, *, single: bool) -> list[int]:
         if conn.protocol == "v2":
@@ -419,6 +471,8 @@ class Client:
 
 
 def _describe_request(op: int, count: int, tag: bytes) -> str:
+    if op == OP_NUMBER:
+        return f"number request (sequence {tag.decode('utf-8', 'replace')!r}, count {count})"
     if op == OP_SEGMENT:
         return f"segment request (tag {tag.decode('utf-8', 'replace')!r}, count {count})"
     if op == OP_PING:

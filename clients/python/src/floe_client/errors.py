@@ -8,6 +8,10 @@ caller can do about it:
 - :class:`FloeBadRequest` (and its narrower :class:`FloeOverLimit`): fix the input; another server
   would say the same, so the client does not fail over. It is also a :class:`ValueError`.
 - :class:`FloeUnknownTag`: create the segment tag on the server, or fix its name.
+- :class:`FloeUnknownName`: declare the number sequence on the server, or fix its name.
+- :class:`FloeExhausted` (a :class:`FloeOverLimit`): the segment tag, or the number sequence's
+  period, has no value left (HTTP 409 ``exhausted``; over TCP v2 it is status 4, raised as
+  :class:`FloeOverLimit` with the server's message).
 - :class:`FloeUnsupported`: the request needs a protocol the server or client configuration lacks
   (segment IDs over GenID's v1).
 - :class:`FloeProtocolError`: a server answered with bytes the client cannot understand.
@@ -53,12 +57,22 @@ class FloeOverLimit(FloeBadRequest):
     """The request asked for more IDs than the server allows in one request; ask for fewer."""
 
 
+class FloeExhausted(FloeOverLimit):
+    """The segment tag or the number sequence's period has no value left: every one was issued.
+
+    A ``{seq:0N}`` sequence never issues a wider number; its next period starts again."""
+
+
 class FloeUnknownTag(FloeError):
     """The segment tag does not exist on the server."""
 
 
+class FloeUnknownName(FloeError):
+    """The number sequence is not declared on the server (``[numbers.<name>]`` or the admin API)."""
+
+
 class FloeUnsupported(FloeError):
-    """The request needs protocol v2 (segment IDs) but the client or the server speaks only GenID's v1."""
+    """The request needs protocol v2 (segment IDs, numbers) but the client or the server speaks only GenID's v1."""
 
 
 class FloeProtocolError(FloeError):

@@ -17,10 +17,12 @@ from ._pool import Pool, Retryable
 from .errors import (
     FloeBadRequest,
     FloeError,
+    FloeExhausted,
     FloeInternalError,
     FloeOverLimit,
     FloeProtocolError,
     FloeUnavailable,
+    FloeUnknownName,
     FloeUnknownTag,
 )
 from .forms import FORMS, IdForm, ServerForm, from_form
@@ -178,6 +180,20 @@ class HttpClient:
         path = f"/v1/segment/{quote(tag, safe='')}?count={n}"
         return self._call(lambda t: t.prefix + path, lambda r, t: _ids(r, t, n, what), what)
 
+    def number(self, name: str) -> str:
+        """One business number of the sequence ``name``, e.g. ``"ORD-20261130-000042"``."""
+        return self.numbers(name, 1)[0]
+
+    def numbers(self, name: str, n: int) -> list[str]:
+        """``n`` numbers of the sequence ``name`` (``GET /v1/numbers/{name}``), increasing within
+        their period; all of them or an exception (:class:`FloeExhausted` when the period has no
+        value left, :class:`FloeUnknownName` for an undeclared name)."""
+        check_tag(name, "name")
+        check_count(n)
+        what = f"number request (sequence {name!r}, count {n})"
+        path = f"/v1/numbers/{quote(name, safe='')}?count={n}"
+        return self._call(lambda t: t.prefix + path, lambda r, t: _numbers(r, t, n, what), what)
+
     def ping(self) -> float:
         """``GET /healthz`` on the current server (failing over as needed); returns the round trip
         in seconds."""
@@ -289,10 +305,14 @@ def _check(reply: _Reply, target: _Target, what: str) -> _Reply:
     detail = f"{where} ({code}): {message}" if code else f"{where}: {message}"
     if reply.status in _FAILOVER_STATUSES:
         raise Retryable(FloeUnavailable(f"HTTP {reply.status}: {message}", server=target.name))
+    if code == "exhausted":
+        raise FloeExhausted(detail, server=target.name)
     if reply.status == 429 or code == "over_limit":
         raise FloeOverLimit(detail, server=target.name)
     if code == "unknown_tag":
         raise FloeUnknownTag(detail, server=target.name)
+    if code == "unknown_name":
+        raise FloeUnknownName(detail, server=target.name)
     if reply.status == 400:
         raise FloeBadRequest(detail, server=target.name)
     if reply.status == 500:
@@ -312,21 +332,47 @@ def _error_of(reply: _Reply) -> tuple[str, str]:
 
 def _ids(reply: _Reply, target: _Target, n: int, what: str) -> list[int]:
     """The ``ids`` of a 200 body, checked to be ``n`` unsigned 64-bit integers."""
+
+    def as_id(x: object) -> int:
+        value = _as_id(x)
+        if not 0 <= value < 1 << 64:
+            raise ValueError(f"not a 64-bit ID: {value}")
+        return value
+
+    return _items(reply, target, "ids", n, "IDs", what, as_id)
+
+
+def _numbers(reply: _Reply, target: _Target, n: int, what: str) -> list[str]:
+    """The ``numbers`` of a 200 body, checked to be ``n`` strings."""
+
+    def as_number(x: object) -> str:
+        if not isinstance(x, str):
+            raise ValueError(f"not a number string: {x!r}")
+        return x
+
+    return _items(reply, target, "numbers", n, "strings", what, as_number)
+
+
+def _items(
+    reply: _Reply, target: _Target, key: str, n: int, kind: str, what: str, item: Callable[[object], T]
+) -> list[T]:
+    """The list under ``key`` of a 200 body, each converted by ``item``: exactly ``n`` of them, or a
+    protocol error the next server may not have."""
     try:
         body: Any = json.loads(reply.body)
-        raw = body["ids"]
-        ids = [_as_id(x) for x in raw]
-        ok = isinstance(raw, list) and len(ids) == n and all(0 <= x < 1 << 64 for x in ids)
+        raw = body[key]
+        items = [item(x) for x in raw] if isinstance(raw, list) else []
+        ok = isinstance(raw, list) and len(items) == n
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
         raise Retryable(
             FloeProtocolError(
-                f'{target.name}: the answer to {what} is not {{"ids": [{n} IDs]}}: {reply.body[:120]!r}',
+                f'{target.name}: the answer to {what} is not {{"{key}": [{n} {kind}]}}: {reply.body[:120]!r}',
                 server=target.name,
             )
         )
-    return ids
+    return items
 
 
 def _check_form(form: str, *, friendly_ok: bool) -> None:

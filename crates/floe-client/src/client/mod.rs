@@ -28,6 +28,8 @@ pub(crate) enum Kind {
     Snowflake,
     /// IDs from the segment of a tag.
     Segment(Arc<str>),
+    /// Business numbers of a number sequence.
+    Number(Arc<str>),
 }
 
 impl fmt::Debug for Kind {
@@ -35,6 +37,7 @@ impl fmt::Debug for Kind {
         match self {
             Kind::Snowflake => f.write_str("snowflake"),
             Kind::Segment(tag) => write!(f, "segment {tag:?}"),
+            Kind::Number(name) => write!(f, "number {name:?}"),
         }
     }
 }
@@ -44,8 +47,8 @@ impl fmt::Debug for Kind {
 enum Attempt {
     /// The server failed (connection, timeout, "unavailable"): eject it and try the next.
     Down(String),
-    /// The server cannot serve this kind of request (v1 only, asked for a segment): try the
-    /// next without ejecting it.
+    /// The server cannot serve this kind of request (v1 only, asked for a segment or numbers):
+    /// try the next without ejecting it.
     Skip(String),
     /// The server refused the request itself: no other server would take it either.
     Refused(Error),
@@ -69,23 +72,50 @@ pub(crate) struct Inner {
     segments: Mutex<HashMap<Arc<str>, Arc<Buffer>>>,
 }
 
+/// What an ok reply carries for the caller: IDs (snowflake, segment) or numbers.
+pub(crate) trait Item: Sized {
+    /// The items of an ok reply, or `None` when it carries the other kind.
+    fn of(reply: Reply) -> Option<Vec<Self>>;
+}
+
+impl Item for u64 {
+    fn of(reply: Reply) -> Option<Vec<u64>> {
+        match reply {
+            Reply::V1Single(id) => Some(vec![id]),
+            Reply::V1Batch(ids) | Reply::V2Ok { ids, .. } => Some(ids),
+            Reply::V2Numbers { .. } | Reply::V2Error { .. } => None,
+        }
+    }
+}
+
+impl Item for String {
+    fn of(reply: Reply) -> Option<Vec<String>> {
+        match reply {
+            Reply::V2Numbers { numbers, .. } => Some(numbers),
+            _ => None,
+        }
+    }
+}
+
 impl Inner {
-    /// Fetches exactly `n` IDs, trying servers in order until one delivers, by `deadline`.
-    pub(crate) async fn fetch(
+    /// Fetches exactly `n` items (IDs or numbers), trying servers in order until one delivers,
+    /// by `deadline`.
+    pub(crate) async fn fetch<T: Item>(
         &self,
         kind: &Kind,
         n: usize,
         deadline: Instant,
-    ) -> Result<Vec<u64>, Error> {
+    ) -> Result<Vec<T>, Error> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        if let Kind::Segment(tag) = kind {
-            check_tag(tag)?;
+        if let Kind::Segment(name) | Kind::Number(name) = kind {
+            check_tag(name)?;
             if self.config.protocol == Protocol::V1 {
-                return Err(Error::Protocol(
-                    "segment mode needs protocol v2, and this client is set to v1".into(),
-                ));
+                return Err(Error::Protocol(format!(
+                    "{} needs protocol v2, and this client is set to v1",
+                    v2_only(kind)
+                )));
             }
         }
         let count = self.servers.len();
@@ -120,9 +150,10 @@ impl Inner {
             }
         }
         if skipped == count {
-            return Err(Error::Protocol(
-                "segment mode needs v2, and every server speaks only GenID v1".into(),
-            ));
+            return Err(Error::Protocol(format!(
+                "{} needs v2, and every server speaks only GenID v1",
+                v2_only(kind)
+            )));
         }
         let now = std::time::Instant::now();
         Err(Error::Unavailable {
@@ -136,13 +167,13 @@ impl Inner {
 
     /// One server's try: a pooled connection, the request pipelined on it, the replies checked.
     /// A pooled connection that turns out dead gets one retry on a new connection.
-    async fn attempt(
+    async fn attempt<T: Item>(
         &self,
         server: &Server,
         kind: &Kind,
         n: usize,
         deadline: Instant,
-    ) -> Result<Vec<u64>, Attempt> {
+    ) -> Result<Vec<T>, Attempt> {
         let own = Instant::now() + self.config.attempt_timeout;
         let until = own.min(deadline);
         let timed_out = || {
@@ -164,12 +195,13 @@ impl Inner {
                     Err(_) => return Err(timed_out()),
                 };
             let Some(asks) = asks(kind, n, lease.v2, self.config.max_count) else {
-                return Err(Attempt::Skip(
-                    "speaks only GenID v1, which has no segment mode".into(),
-                ));
+                return Err(Attempt::Skip(format!(
+                    "speaks only GenID v1, which has no {}",
+                    v2_only(kind)
+                )));
             };
             match timeout_at(until, lease.conn.call(asks)).await {
-                Ok(Ok(replies)) => return ids(kind, n, replies),
+                Ok(Ok(replies)) => return collect(kind, n, replies),
                 // The server may have closed an idle connection just as it was lent out.
                 Ok(Err(_)) if lease.reused && slot.is_none() => slot = Some(lease.slot),
                 Ok(Err(failure)) => return Err(Attempt::Down(failure.message)),
@@ -207,6 +239,14 @@ impl Inner {
     }
 }
 
+/// What only v2 serves, for messages.
+fn v2_only(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Number(_) => "number sequences",
+        _ => "segment mode",
+    }
+}
+
 /// The frames for `n` IDs: split to the protocol's per-request limit, pipelined on one
 /// connection. `None` when the protocol cannot ask for `kind`.
 fn asks(kind: &Kind, n: usize, v2: bool, max_count: u32) -> Option<Vec<Ask>> {
@@ -216,7 +256,10 @@ fn asks(kind: &Kind, n: usize, v2: bool, max_count: u32) -> Option<Vec<Ask>> {
             .map(move |start| (n - start).min(limit))
     };
     Some(match (kind, v2) {
-        (Kind::Segment(_), false) => return None,
+        (Kind::Segment(_) | Kind::Number(_), false) => return None,
+        (Kind::Number(name), true) => chunks(max_count as usize)
+            .map(|c| Ask::Number(name.clone(), c as u32))
+            .collect(),
         (Kind::Segment(tag), true) => chunks(max_count as usize)
             .map(|c| Ask::Segment(tag.clone(), c as u32))
             .collect(),
@@ -230,43 +273,46 @@ fn asks(kind: &Kind, n: usize, v2: bool, max_count: u32) -> Option<Vec<Ask>> {
     })
 }
 
-/// The IDs of a whole call, or why none: a call never yields part of its IDs.
-fn ids(kind: &Kind, n: usize, replies: Vec<Reply>) -> Result<Vec<u64>, Attempt> {
-    let mut ids = Vec::new();
+/// The items of a whole call, or why none: a call never yields part of its IDs or numbers.
+fn collect<T: Item>(kind: &Kind, n: usize, replies: Vec<Reply>) -> Result<Vec<T>, Attempt> {
+    let mut items = Vec::new();
     for reply in replies {
-        let mut more = match reply {
-            Reply::V1Single(id) => vec![id],
-            Reply::V1Batch(ids) | Reply::V2Ok { ids, .. } => ids,
-            Reply::V2Error {
-                status, message, ..
-            } => {
-                return Err(match status {
-                    Status::BadRequest => Attempt::Refused(Error::BadRequest(message)),
-                    Status::UnknownTag => Attempt::Refused(Error::UnknownTag(match kind {
-                        Kind::Segment(tag) => tag.to_string(),
-                        Kind::Snowflake => message,
-                    })),
-                    Status::OverLimit => Attempt::Refused(Error::OverLimit(message)),
-                    Status::Unavailable => Attempt::Down(format!("unavailable: {message}")),
-                    Status::Internal | Status::Ok => {
-                        Attempt::Down(format!("internal error: {message}"))
-                    }
-                })
-            }
+        if let Reply::V2Error {
+            status, message, ..
+        } = reply
+        {
+            return Err(match status {
+                Status::BadRequest => Attempt::Refused(Error::BadRequest(message)),
+                Status::UnknownTag => Attempt::Refused(match kind {
+                    Kind::Segment(tag) => Error::UnknownTag(tag.to_string()),
+                    Kind::Number(name) => Error::UnknownName(name.to_string()),
+                    Kind::Snowflake => Error::UnknownTag(message),
+                }),
+                Status::OverLimit => Attempt::Refused(Error::OverLimit(message)),
+                Status::Unavailable => Attempt::Down(format!("unavailable: {message}")),
+                Status::Internal | Status::Ok => {
+                    Attempt::Down(format!("internal error: {message}"))
+                }
+            });
+        }
+        let Some(mut more) = T::of(reply) else {
+            return Err(Attempt::Down(format!(
+                "protocol error: a reply of the wrong kind for a {kind:?} request"
+            )));
         };
-        if ids.is_empty() {
-            ids = more;
+        if items.is_empty() {
+            items = more;
         } else {
-            ids.append(&mut more);
+            items.append(&mut more);
         }
     }
-    if ids.len() != n {
+    if items.len() != n {
         return Err(Attempt::Down(format!(
-            "protocol error: asked for {n} IDs, got {}",
-            ids.len()
+            "protocol error: asked for {n}, got {}",
+            items.len()
         )));
     }
-    Ok(ids)
+    Ok(items)
 }
 
 /// IDs of one mode or tag: from the prefetch buffer when there is one, else from the servers.
@@ -416,6 +462,26 @@ impl Client {
         self.source.warm_up().await
     }
 
+    /// One business number of the sequence `name` (`ORD-20261130-000042`), in one round trip.
+    ///
+    /// Numbers are never prefetched: a buffered number would carry the date of when it was
+    /// fetched, not of when it is used.
+    pub async fn number(&self, name: &str) -> Result<String, Error> {
+        let numbers = self.numbers(name, 1).await?;
+        numbers
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("a call for one number returned none".into()))
+    }
+
+    /// `n` numbers of `name`, all or none, increasing within their period. A call for more
+    /// than `max_count` is sent as several requests, which may fall in two periods.
+    pub async fn numbers(&self, name: &str, n: usize) -> Result<Vec<String>, Error> {
+        let inner = &self.source.inner;
+        let deadline = Instant::now() + inner.config.request_timeout;
+        inner.fetch(&Kind::Number(name.into()), n, deadline).await
+    }
+
     /// A handle for the segment IDs of `tag`; handles of one tag share its prefetch buffer.
     ///
     /// The tag is checked on use: an empty tag or one over 255 bytes fails with
@@ -446,7 +512,7 @@ impl SegmentHandle {
     pub fn tag(&self) -> &str {
         match &self.source.kind {
             Kind::Segment(tag) => tag,
-            Kind::Snowflake => "",
+            Kind::Snowflake | Kind::Number(_) => "",
         }
     }
 
@@ -486,7 +552,7 @@ mod tests {
     fn sizes(asks: &[Ask]) -> Vec<u32> {
         asks.iter()
             .map(|a| match a {
-                Ask::Snowflake(n) | Ask::Segment(_, n) => *n,
+                Ask::Snowflake(n) | Ask::Segment(_, n) | Ask::Number(_, n) => *n,
                 Ask::V1Batch(n) => u32::from(*n),
                 Ask::V1Single => 1,
                 Ask::Ping => 0,
@@ -511,15 +577,36 @@ mod tests {
 
     #[test]
     fn replies_are_whole_or_an_error() {
-        let ok = ids(
+        let ok = collect::<u64>(
             &Kind::Snowflake,
             3,
             vec![Reply::V1Batch(vec![1, 2]), Reply::V1Single(3)],
         );
         assert_eq!(ok.unwrap(), [1, 2, 3]);
-        let short = ids(&Kind::Snowflake, 3, vec![Reply::V1Batch(vec![1, 2])]);
+        let short = collect::<u64>(&Kind::Snowflake, 3, vec![Reply::V1Batch(vec![1, 2])]);
         assert!(matches!(short, Err(Attempt::Down(_))));
-        let unknown = ids(
+        let numbers = collect::<String>(
+            &Kind::Number("n".into()),
+            2,
+            vec![Reply::V2Numbers {
+                req_id: 1,
+                numbers: vec!["A-1".into(), "A-2".into()],
+            }],
+        );
+        assert_eq!(numbers.unwrap(), ["A-1", "A-2"]);
+        let wrong = collect::<String>(&Kind::Number("n".into()), 1, vec![Reply::V1Single(1)]);
+        assert!(matches!(wrong, Err(Attempt::Down(_))));
+        let unknown_name = collect::<String>(
+            &Kind::Number("n".into()),
+            1,
+            vec![Reply::V2Error {
+                req_id: 1,
+                status: Status::UnknownTag,
+                message: "unknown number sequence `n`".into(),
+            }],
+        );
+        assert!(matches!(unknown_name, Err(Attempt::Refused(Error::UnknownName(n))) if n == "n"));
+        let unknown = collect::<u64>(
             &Kind::Segment("t".into()),
             1,
             vec![Reply::V2Error {

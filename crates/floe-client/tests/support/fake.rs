@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 
 use bytes::BytesMut;
 use floe_proto::{
-    encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_ok, Op, Request, ServerCodec,
-    Status, V1_CMD_BATCH, V1_CMD_SINGLE,
+    encode_v1_batch, encode_v1_single, encode_v2_error, encode_v2_numbers, encode_v2_ok, Op,
+    Request, ServerCodec, Status, V1_CMD_BATCH, V1_CMD_SINGLE,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -243,6 +243,14 @@ fn answer(request: Request, state: &State, out: &mut BytesMut) {
                 .unwrap(),
                 Op::Snowflake => {
                     encode_v2_ok(req.req_id, &take(&state.next_id, req.count), out).unwrap();
+                    state.served.fetch_add(1, Ordering::Relaxed);
+                }
+                Op::Number => {
+                    let numbers: Vec<String> = take(&state.next_id, req.count)
+                        .iter()
+                        .map(|n| format!("{}-{n}", req.tag))
+                        .collect();
+                    encode_v2_numbers(req.req_id, &numbers, out).unwrap();
                     state.served.fetch_add(1, Ordering::Relaxed);
                 }
                 Op::Segment => {

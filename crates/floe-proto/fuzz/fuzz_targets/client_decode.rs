@@ -11,9 +11,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut codec = ClientCodec::new(1_000);
-    let request = match selector % 3 {
+    let request = match selector % 4 {
         0 => Request::V1Single,
         1 => Request::V1Batch { count: selector },
+        2 => Request::V2(V2Request::number(u32::from(selector), 1, "n")),
         _ => Request::V2(V2Request::snowflake(u32::from(selector), 1)),
     };
     codec.encode(request, &mut BytesMut::new()).unwrap();

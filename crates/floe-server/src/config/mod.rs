@@ -2,7 +2,7 @@
 //! unknown keys, each section's builder is validated, and the result is the public, typed
 //! [`Config`].
 //!
-//! One module per section (`server`, `log`, `snowflake`, `segment`, `registry`) holds
+//! One module per section (`server`, `log`, `snowflake`, `segment`, `registry`, `numbers`) holds
 //! its public struct, its named defaults, its builder and the builder's `build`; `value` holds the
 //! typed wrappers that read a key from TOML or from the text of a variable or flag, and `sources`
 //! the layering of file, environment and flags.
@@ -11,6 +11,7 @@
 //! the binary prints it and exits with 64 (`EX_USAGE`). `docs/configuration.md` lists every key.
 
 mod log;
+mod numbers;
 mod registry;
 mod segment;
 mod server;
@@ -140,6 +141,8 @@ pub struct Config {
     pub segment: Option<SegmentSettings>,
     /// Where the worker id comes from; `None`: the static `snowflake.identity`.
     pub registry: Option<RegistrySettings>,
+    /// Number sequences declared in `[numbers.<name>]`, by name.
+    pub numbers: Vec<floe_core::numbers::Sequence>,
 }
 
 /// A validated configuration and the warnings found on the way (logged once logging is up).
@@ -209,6 +212,7 @@ struct Builder {
     snowflake: SnowflakeBuilder,
     segment: SegmentBuilder,
     registry: RegistryBuilder,
+    numbers: numbers::NumbersBuilder,
 }
 
 impl Builder {
@@ -224,6 +228,7 @@ impl Builder {
         let snowflake = self.snowflake.build()?;
         let segment = self.segment.build()?;
         let registry = self.registry.build(&snowflake)?;
+        let numbers = numbers::build(&self.numbers, segment.is_some())?;
         // A registry hands out the identity, so a static one of 0 is expected then.
         if registry.is_none() {
             warnings.extend(snowflake.zero_identity_warning());
@@ -235,6 +240,7 @@ impl Builder {
             snowflake,
             segment,
             registry,
+            numbers,
         })
     }
 }

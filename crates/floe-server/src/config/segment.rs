@@ -85,6 +85,7 @@ pub(super) struct SegmentBuilder {
     tag_column: Text,
     max_id_column: Text,
     step_column: Text,
+    numbers_table: Text,
     create_table: Bool,
     call_timeout: Dur,
     max_connections: Int,
@@ -127,6 +128,7 @@ impl SegmentBuilder {
             (&self.tag_column, &mut table.tag_column),
             (&self.max_id_column, &mut table.max_id_column),
             (&self.step_column, &mut table.step_column),
+            (&self.numbers_table, &mut table.numbers_table),
         ] {
             if let Some(v) = v.text() {
                 *field = v;
@@ -138,6 +140,7 @@ impl SegmentBuilder {
             ("segment.tag_column", &table.tag_column),
             ("segment.max_id_column", &table.max_id_column),
             ("segment.step_column", &table.step_column),
+            ("segment.numbers_table", &table.numbers_table),
         ] {
             floe_store::db::check_identifier(name).map_err(|_| {
                 invalid(

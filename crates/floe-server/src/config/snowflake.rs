@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use floe_core::{
     Clock, FieldKind, GenError, Generator, GeneratorConfig, Identity, IdentityError, Layout,
-    MachineClock, MemoryHighWater, OffsetClock, SystemClock, VolumeHiding,
+    MachineClock, MemoryHighWater, OffsetClock, SystemClock, TickerClock, VolumeHiding,
 };
 use serde::Deserialize;
 
@@ -76,16 +76,23 @@ pub struct VolumeConfig {
 
 impl SnowflakeConfig {
     /// The clock this configuration asks for; build it once, since a machine clock anchors now.
+    /// It is cached by a `TickerClock` (one refresh per tick, at least every 10 ms), so issuing
+    /// reads an atomic instead of the system clock; the plain clock if no thread can start.
     pub fn clock(&self) -> Arc<dyn Clock> {
         let wall: Arc<dyn Clock> = if self.clock_offset_ms == 0 {
             Arc::new(SystemClock)
         } else {
             Arc::new(OffsetClock::new(SystemClock, self.clock_offset_ms))
         };
-        if self.machine_clock {
+        let clock = if self.machine_clock {
             Arc::new(MachineClock::new(&wall))
         } else {
             wall
+        };
+        let tick = Duration::from_millis(self.layout.time_spec().unit_ms);
+        match TickerClock::for_tick(clock.clone(), tick) {
+            Ok(cached) => Arc::new(cached),
+            Err(_) => clock,
         }
     }
 

@@ -552,3 +552,85 @@ fn warnings_are_raised_where_they_apply() {
     };
     assert!(w.to_string().contains("(zone, dc)"), "{w}");
 }
+
+#[test]
+fn number_sequences_are_validated_naming_their_keys() {
+    let order_no = |body: &str| format!("[numbers.order_no]\n{body}");
+    let c = Config::from_toml(&order_no(
+        "format = \"ORD-{date:%Y%m%d}-{seq:06}\"\nreset = \"day\"\ntime_zone = \"Asia/Shanghai\"\nstep = 500",
+    ))
+    .unwrap();
+    let s = &c.numbers[0];
+    assert_eq!(
+        (
+            s.name(),
+            s.format().as_str(),
+            s.reset().as_str(),
+            s.zone().to_string(),
+            s.start(),
+            s.step()
+        ),
+        (
+            "order_no",
+            "ORD-{date:%Y%m%d}-{seq:06}",
+            "day",
+            "Asia/Shanghai".to_string(),
+            1,
+            500
+        )
+    );
+    let c = Config::from_toml(&order_no("format = \"N{seq}\"")).unwrap();
+    let s = &c.numbers[0];
+    assert_eq!(
+        (s.reset().as_str(), s.zone().to_string(), s.step()),
+        ("never", "UTC".into(), 1000)
+    );
+    assert!(Config::default().numbers.is_empty());
+
+    // The messages of docs/configuration.md, word for word.
+    for (body, message) in [
+        (
+            "format = \"ORD-{dat}-{seq:06}\"",
+            "numbers.order_no.format = \"ORD-{dat}-{seq:06}\" is invalid: unknown placeholder `{dat}`; allowed are `{date:<strftime>}`, `{date}`, `{seq}` and `{seq:0N}` (write `{{` and `}}` for literal braces)",
+        ),
+        (
+            "format = \"ORD-{date:%Y%m}-{seq:06}\"\nreset = \"day\"",
+            "numbers.order_no.format = \"ORD-{date:%Y%m}-{seq:06}\" is invalid: reset = \"day\" but the dates render \"200001\" on 2000-01-01 and on 2000-01-02, two different days, so their numbers would collide; include every field of the day, e.g. `{date:%Y%m%d}`",
+        ),
+        (
+            "format = \"ORD-{date}-{seq:06}\"\ntime_zone = \"Asia/Shangai\"",
+            "numbers.order_no.time_zone = \"Asia/Shangai\" is invalid: an IANA zone name such as \"Asia/Shanghai\" or \"UTC\" (case matters), or a fixed offset such as \"+08:00\"",
+        ),
+        (
+            "format = \"ORD-{date}-{seq:06}\"\nstart = 0",
+            "numbers.order_no.start = 0 is invalid: 1..=999999 (`{seq:06}` holds 6 digits; 0 is never issued)",
+        ),
+    ] {
+        assert_eq!(Config::from_toml(&order_no(body)).unwrap_err().to_string(), message);
+    }
+    for (toml, key) in [
+        ("[numbers.order_no]\nreset = \"day\"", "numbers.order_no.format = missing"),
+        ("[numbers.order_no]\nformat = \"{seq}\"\nreset = \"week\"", "numbers.order_no.reset"),
+        ("[numbers.order_no]\nformat = \"{seq}\"\nstep = 0", "numbers.order_no.step = 0"),
+        ("[numbers.order_no]\nformat = \"{seq}\"\nbogus = 1", "unknown key `bogus`"),
+        ("[numbers.\"a b\"]\nformat = \"{seq}\"", "numbers.a b.name"),
+        (
+            "[segment]\nenabled = false\n[numbers.order_no]\nformat = \"{seq}\"",
+            "numbers.order_no = a number sequence is invalid: number sequences keep their counters in the segment table",
+        ),
+        ("[segment]\nnumbers_table = \"a-b\"", "segment.numbers_table"),
+    ] {
+        let e = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(e.contains(key), "{toml}: {e}");
+    }
+    let loaded = load(
+        &ServeArgs::default(),
+        &env(&[
+            ("FLOE_NUMBERS__INV__FORMAT", "INV{seq:04}"),
+            ("FLOE_NUMBERS__INV__STEP", "20"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(loaded.config.numbers[0].name(), "inv");
+    assert_eq!(loaded.config.numbers[0].step(), 20);
+}

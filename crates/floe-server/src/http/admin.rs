@@ -18,6 +18,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use floe_core::numbers::{Reset, Zone};
+use floe_store::segment::SequenceRow;
 use utoipa::ToSchema;
 
 use super::openapi::ErrorBody;
@@ -388,6 +390,69 @@ pub(super) async fn set_step(
     let row = node.segments()?.set_step(&tag, req.step).await?;
     tracing::info!(tag = %row.tag, step = row.step, "step changed through the admin API");
     Ok(axum::Json(row).into_response())
+}
+
+/// Body of `POST /admin/numbers`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeclareNumber {
+    /// The sequence's name.
+    name: String,
+    /// Its format, e.g. `ORD-{date:%Y%m%d}-{seq:06}`.
+    format: String,
+    /// `never` (default), `year`, `month` or `day`.
+    reset: Option<String>,
+    /// IANA name or fixed offset (default `UTC`).
+    time_zone: Option<String>,
+    /// First value of each period (default 1).
+    start: Option<u64>,
+    /// Values claimed per segment (default `segment.default_step`).
+    step: Option<u64>,
+}
+
+/// `POST /admin/numbers` with `{"name":"order_no","format":"ORD-{date:%Y%m%d}-{seq:06}",
+/// "reset":"day","time_zone":"Asia/Shanghai"}` → 201 and the stored definition.
+#[utoipa::path(
+    post,
+    path = "/admin/numbers",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = DeclareNumber,
+    responses(
+        (status = 201, description = "The stored definition", body = SequenceRow),
+        (status = 400, description = "A definition that does not validate, naming the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "name_exists", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
+pub(super) async fn declare_number(
+    State(node): State<Arc<Node>>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let req: DeclareNumber = body(
+        &bytes,
+        r#"{"name":"order_no","format":"ORD-{date:%Y%m%d}-{seq:06}","reset":"day","time_zone":"Asia/Shanghai","start":1,"step":1000}"#,
+    )?;
+    let default_step = node
+        .config
+        .segment
+        .as_ref()
+        .map_or(1000, |s| s.service.default_step);
+    let row = SequenceRow {
+        name: req.name,
+        format: req.format,
+        reset: req.reset.unwrap_or_else(|| Reset::Never.to_string()),
+        time_zone: req.time_zone.unwrap_or_else(|| Zone::default().to_string()),
+        start: req.start.unwrap_or(1),
+        step: req.step.unwrap_or(default_step),
+    };
+    let row = node.numbers()?.declare(row).await?;
+    tracing::info!(name = %row.name, format = %row.format, reset = %row.reset, "number sequence declared through the admin API");
+    Ok((StatusCode::CREATED, axum::Json(row)).into_response())
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use utoipa_axum::routes;
 
 use crate::issue::IssueError;
 use crate::node::Node;
+use crate::numbers::NumberError;
 use crate::segment::SegmentError;
 
 /// The router of one node, and the OpenAPI document of its routes.
@@ -60,11 +61,14 @@ fn routes(node: Arc<Node>) -> (Router<Arc<Node>>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::get_level, admin::put_level))
         .routes(routes!(admin::list_tags, admin::create_tag))
         .routes(routes!(admin::set_step))
+        .routes(routes!(admin::declare_number))
         .routes(routes!(admin::feather_level))
         .route_layer(middleware::from_fn_with_state(node.clone(), admin::gate));
     let native = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(native::snowflake))
         .routes(routes!(native::segment))
+        .routes(routes!(native::list_numbers))
+        .routes(routes!(native::numbers))
         .routes(routes!(native::decode))
         .routes(routes!(native::info))
         .routes(routes!(native::healthz))
@@ -212,6 +216,27 @@ impl From<SegmentError> for ApiError {
             | SegmentError::Unavailable { .. }
             | SegmentError::Store(_)
             | SegmentError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<NumberError> for ApiError {
+    /// One mapping of number errors for every native and admin route.
+    fn from(e: NumberError) -> ApiError {
+        let (status, code) = match &e {
+            NumberError::Segment(inner) => return ApiError::from(inner.clone()),
+            NumberError::NotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            NumberError::UnknownName(_) => (StatusCode::NOT_FOUND, "unknown_name"),
+            NumberError::NameExists(_) => (StatusCode::CONFLICT, "name_exists"),
+            NumberError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // The period's state, the same on every node.
+            NumberError::Exhausted(_) => (StatusCode::CONFLICT, "exhausted"),
+            NumberError::Definition(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError {
             status,

@@ -17,6 +17,7 @@ use super::openapi::{DecodedId, ErrorBody, LayoutCapacity};
 use super::{json_response, param, parse_count, ApiError, Params, PathParam};
 use crate::fence::LeaseInfo;
 use crate::node::Node;
+use crate::numbers::NumberView;
 
 /// `{"ids":[…]}`, serialised straight to bytes (a 100,000-ID reply builds no JSON tree).
 #[derive(serde::Serialize, ToSchema)]
@@ -198,6 +199,70 @@ pub(super) async fn segment(
     }
 }
 
+/// `{"name":…,"numbers":[…]}`.
+#[derive(serde::Serialize, ToSchema)]
+pub(super) struct NumbersBody<'a> {
+    /// The sequence asked for.
+    name: &'a str,
+    /// The numbers, in issue order.
+    numbers: &'a [String],
+}
+
+/// `GET /v1/numbers/{name}?count=N` → `{"name":…,"numbers":[…]}`: all of them or an error.
+#[utoipa::path(
+    get,
+    path = "/v1/numbers/{name}",
+    tag = "ids",
+    params(
+        ("name" = String, Path, description = "The number sequence"),
+        ("count" = Option<u32>, Query, description = "Numbers wanted, 1..=server.max_count; default 1", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "The numbers, in issue order", body = NumbersBody),
+        (status = 400, description = "A bad name or count", body = ErrorBody),
+        (status = 404, description = "unknown_name", body = ErrorBody),
+        (status = 409, description = "exhausted: the period's {seq:0N} reached 10^N - 1", body = ErrorBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
+pub(super) async fn numbers(
+    State(node): State<Arc<Node>>,
+    PathParam(name): PathParam,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let max = node.config.server.max_count;
+    let count =
+        parse_count(param(&params, "count"), max, Some(1)).map_err(ApiError::bad_request)?;
+    let numbers = node.numbers()?.issue(&name, count, node.now_ms()).await?;
+    Ok(axum::Json(NumbersBody {
+        name: &name,
+        numbers: &numbers,
+    })
+    .into_response())
+}
+
+/// `{"numbers":[…]}`.
+#[derive(serde::Serialize, ToSchema)]
+pub(super) struct NumberListBody {
+    /// Every sequence, configured and declared.
+    numbers: Vec<NumberView>,
+}
+
+/// `GET /v1/numbers` → `{"numbers":[…]}`: every sequence with its current period and next value.
+#[utoipa::path(
+    get,
+    path = "/v1/numbers",
+    tag = "ids",
+    responses(
+        (status = 200, description = "Every number sequence with its current period, tag and next value", body = NumberListBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_numbers(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let numbers = node.numbers()?.list(node.now_ms()).await?;
+    Ok(axum::Json(NumberListBody { numbers }).into_response())
+}
+
 /// floe-core's one JSON shape of a decoded ID (fields in layout order), plus the layout, the
 /// form the ID was read in and the ID in every form.
 #[derive(serde::Serialize, ToSchema)]
@@ -300,6 +365,8 @@ pub(super) struct ListenInfo {
 /// The modes in `/v1/info`.
 #[derive(serde::Serialize, ToSchema)]
 pub(super) struct ModesInfo {
+    /// Whether business numbers are on (they need segment mode).
+    numbers: bool,
     /// Whether segment mode is on.
     segment: bool,
     /// Always true.
@@ -398,6 +465,7 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
         max_batch: g.max_batch(),
         max_count: node.config.server.max_count,
         modes: ModesInfo {
+            numbers: node.numbers.is_some(),
             segment: node.segments.is_some(),
             snowflake: true,
         },

@@ -13,13 +13,13 @@ mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use floe_store::segment::{SqlSegmentStore, StoreError, TagRow};
+use floe_store::segment::{SequenceStore, SqlSegmentStore, StoreError, TagRow};
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 pub use crate::config::ServiceConfig;
 use crate::config::{Config, SegmentSettings};
-pub use service::{SegmentService, TagState};
+pub use service::{NewTag, SegmentService, TagState};
 
 /// Why a segment request got no IDs; each variant maps to one status of every protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,10 +81,19 @@ pub struct TagView {
     pub buffer: Option<TagState>,
 }
 
+/// Segment mode as opened at start: the service, and the store, which number sequences share.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The service every segment route calls.
+    pub(crate) service: Arc<SegmentService>,
+    /// The database behind it (also the number definitions table and period rows).
+    pub(crate) store: Arc<SqlSegmentStore>,
+}
+
 /// The segment service the configuration asks for. The database is not needed to start: the
-/// table is created and the first segments loaded in the background, retried until it answers.
-/// `None` when segment mode is off.
-pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService>>, SegmentError> {
+/// tables are created and the first segments loaded in the background, retried until it
+/// answers. `None` when segment mode is off.
+pub(crate) async fn service(config: &Config) -> Result<Option<Opened>, SegmentError> {
     let Some(settings) = &config.segment else {
         return Ok(None);
     };
@@ -94,38 +103,48 @@ pub(crate) async fn service(config: &Config) -> Result<Option<Arc<SegmentService
         .unwrap_or_else(|| format!("sqlite:{}", config.data_dir.join("floe.db").display()));
     let store = open(&url, settings).await?;
     let service = SegmentService::new(store.clone(), settings.service.clone())?;
-    // With the database up, the table exists before the node says it is listening; a database
+    // With the database up, the tables exist before the node says it is listening; a database
     // that is down is waited for in the background instead of failing the start.
-    let mut create_table = settings.store.create_table;
-    if create_table {
-        match store.ensure_table().await {
-            Ok(()) => create_table = false,
-            Err(e) => {
-                warn!(error = %e, "segment table not created yet; retrying in the background")
-            }
-        }
+    let mut tables = true;
+    match create_tables(&store, settings.store.create_table).await {
+        Ok(()) => tables = false,
+        Err(e) => warn!(error = %e, "segment tables not created yet; retrying in the background"),
     }
-    tokio::spawn(prepare(store, service.clone(), create_table));
-    Ok(Some(service))
+    tokio::spawn(prepare(
+        store.clone(),
+        service.clone(),
+        tables.then_some(settings.store.create_table),
+    ));
+    Ok(Some(Opened { service, store }))
+}
+
+/// The segment table (when `create_table` asks for it) and the number definitions table, which
+/// is Floe's own and made beside any segment table.
+async fn create_tables(store: &SqlSegmentStore, create_table: bool) -> Result<(), StoreError> {
+    if create_table {
+        store.ensure_table().await?;
+    }
+    store.ensure_sequence_table().await
 }
 
 async fn open(url: &str, settings: &SegmentSettings) -> Result<Arc<SqlSegmentStore>, SegmentError> {
     let mut options = settings.store.clone();
     options.create_table = false; // done by `prepare`, which may wait for the database
-    let store = SqlSegmentStore::connect(url, settings.table.clone(), options)
-        .await
-        .map_err(SegmentError::from)?;
+    let store = SqlSegmentStore::connect(url, settings.table.clone(), options).await?;
     Ok(Arc::new(store))
 }
 
-/// Creates the table (if asked) and loads every tag's first segment, retrying while the
-/// database is down so a node started before its database still comes up by itself.
-async fn prepare(store: Arc<SqlSegmentStore>, service: Arc<SegmentService>, create_table: bool) {
+/// Creates the tables (when `tables` is `Some(create_table)`) and loads every tag's first
+/// segment, retrying while the database is down so a node started before its database still
+/// comes up by itself.
+async fn prepare(store: Arc<SqlSegmentStore>, service: Arc<SegmentService>, tables: Option<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let ready = async {
-            if create_table {
-                store.ensure_table().await.map_err(|e| e.to_string())?;
+            if let Some(create_table) = tables {
+                create_tables(&store, create_table)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             service.warm_up().await.map_err(|e| e.to_string())
         };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use floe_core::{BufferError, SegmentBuffer, SegmentState, Taken};
-use floe_store::segment::{SegmentStore, StoreError, TagRow};
+use floe_store::segment::{SegmentStore, StoreError, TagRow, MAX_END};
 use tokio::sync::Notify;
 
 use super::{SegmentError, TagView};
@@ -89,6 +89,21 @@ struct TagBuffer {
     exhausted: std::sync::OnceLock<String>,
     /// Claim history, latency and errors for the console.
     stats: parking_lot::Mutex<RefillStats>,
+    /// Claims never move the row's `max_id` past this ([`MAX_END`] for a plain tag).
+    end: u64,
+}
+
+/// How a tag is made on first use, and how far its range may go: what a number sequence's
+/// period rows need (created with the sequence's start and step, ended at `10^N` for
+/// `{seq:0N}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewTag {
+    /// The first ID of a row created on first use.
+    pub start: u64,
+    /// Its step.
+    pub step: u64,
+    /// One past the largest ID the tag may ever issue.
+    pub end: u64,
 }
 
 /// One tag's state for the admin route and metrics.
@@ -106,12 +121,12 @@ pub struct TagState {
     pub refills: u64,
     /// The last refill error, if the last refill failed.
     pub last_error: Option<String>,
+    /// The next ID this node hands out, while it holds any.
+    pub next_id: Option<u64>,
     /// The segment in use.
     pub current: Option<IdRange>,
-    /// The next ID this node hands out for the tag.
-    pub position: Option<u64>,
     /// The segment loaded after the one in use.
-    pub next: Option<IdRange>,
+    pub next_range: Option<IdRange>,
     /// Share of the segment in use not yet handed out, 0..=100.
     pub fill_percent: f64,
     /// The last claims (at most [`STEP_HISTORY`]), oldest first: how the adaptive step moved.
@@ -126,7 +141,7 @@ impl TagState {
     fn of(tag: &str, tb: &TagBuffer) -> Self {
         let s = tb.buffer.state();
         let stats = tb.stats.lock();
-        let fill_percent = match (s.current, s.position) {
+        let fill_percent = match (s.current, s.next) {
             (Some(c), Some(p)) if !c.is_empty() => {
                 100.0 * c.end.saturating_sub(p) as f64 / c.len() as f64
             }
@@ -139,9 +154,9 @@ impl TagState {
             step: s.step,
             refills: s.refills,
             last_error: s.last_error,
+            next_id: s.next,
             current: s.current.map(IdRange::from),
-            position: s.position,
-            next: s.next.map(IdRange::from),
+            next_range: s.next_segment.map(IdRange::from),
             fill_percent,
             step_history: stats.claims.iter().copied().collect(),
             last_refill_ms: stats.last_refill_ms,
@@ -200,8 +215,9 @@ impl SegmentService {
         }
     }
 
-    /// The buffer of `tag`, creating it if the store knows the tag.
-    async fn buffer(&self, tag: &str) -> Result<Arc<TagBuffer>, SegmentError> {
+    /// The buffer of `tag`, creating it if the store knows the tag; an unknown tag is created
+    /// as `new` says, or with `segment.auto_create`.
+    async fn buffer(&self, tag: &str, new: Option<NewTag>) -> Result<Arc<TagBuffer>, SegmentError> {
         floe_core::check_tag(tag).map_err(|e| SegmentError::Invalid(e.to_string()))?;
         if let Some(b) = self.tags.read().get(tag) {
             return Ok(b.clone());
@@ -209,30 +225,32 @@ impl SegmentService {
         if self.closed.load(Ordering::Acquire) {
             return Err(SegmentError::Closed);
         }
+        let create = new.map(|n| (n.start, n.step)).or(self
+            .config
+            .auto_create
+            .then_some((1, self.config.default_step)));
         // Looked up in the store, not cached when absent: unknown tags take no memory.
-        let row = match self.store.tag(tag).await {
-            Ok(Some(row)) => row,
-            Ok(None) if self.config.auto_create => {
-                match self.store.create(tag, 1, self.config.default_step).await {
-                    Ok(row) => row,
-                    // Another node created it first.
-                    Err(StoreError::TagExists(_)) => self
-                        .store
-                        .tag(tag)
-                        .await
-                        .map_err(|e| Self::unavailable(tag, e))?
-                        .ok_or_else(|| SegmentError::UnknownTag(tag.into()))?,
-                    Err(StoreError::Invalid(m)) => return Err(SegmentError::Invalid(m)),
-                    Err(e) => return Err(Self::unavailable(tag, e)),
-                }
-            }
-            Ok(None) => return Err(SegmentError::UnknownTag(tag.into())),
-            Err(e) => return Err(Self::unavailable(tag, e)),
+        let row = match (self.store.tag(tag).await, create) {
+            (Ok(Some(row)), _) => row,
+            (Ok(None), Some((start, step))) => match self.store.create(tag, start, step).await {
+                Ok(row) => row,
+                // Another node created it first.
+                Err(StoreError::TagExists(_)) => self
+                    .store
+                    .tag(tag)
+                    .await
+                    .map_err(|e| Self::unavailable(tag, e))?
+                    .ok_or_else(|| SegmentError::UnknownTag(tag.into()))?,
+                Err(StoreError::Invalid(m)) => return Err(SegmentError::Invalid(m)),
+                Err(e) => return Err(Self::unavailable(tag, e)),
+            },
+            (Ok(None), None) => return Err(SegmentError::UnknownTag(tag.into())),
+            (Err(e), _) => return Err(Self::unavailable(tag, e)),
         };
-        Ok(self.insert(&row))
+        Ok(self.insert(&row, new.map_or(MAX_END, |n| n.end)))
     }
 
-    fn insert(&self, row: &TagRow) -> Arc<TagBuffer> {
+    fn insert(&self, row: &TagRow, end: u64) -> Arc<TagBuffer> {
         let mut tags = self.tags.write();
         tags.entry(row.tag.clone())
             .or_insert_with(|| {
@@ -244,6 +262,7 @@ impl SegmentService {
                     wanted: AtomicU64::new(1),
                     exhausted: std::sync::OnceLock::new(),
                     stats: parking_lot::Mutex::new(RefillStats::default()),
+                    end,
                 })
             })
             .clone()
@@ -251,10 +270,30 @@ impl SegmentService {
 
     /// Takes `count` IDs of `tag`: all of them, or none and an error.
     pub async fn take(self: &Arc<Self>, tag: &str, count: u64) -> Result<Taken, SegmentError> {
+        self.take_from(tag, count, None).await
+    }
+
+    /// Takes `count` IDs of `tag` like [`take`](Self::take), creating the tag as `new` says
+    /// when the store does not have it, and never past `new.end`: a number sequence's period.
+    pub async fn take_or_create(
+        self: &Arc<Self>,
+        tag: &str,
+        count: u64,
+        new: NewTag,
+    ) -> Result<Taken, SegmentError> {
+        self.take_from(tag, count, Some(new)).await
+    }
+
+    async fn take_from(
+        self: &Arc<Self>,
+        tag: &str,
+        count: u64,
+        new: Option<NewTag>,
+    ) -> Result<Taken, SegmentError> {
         if count == 0 {
             return Err(SegmentError::Invalid("count must be at least 1".into()));
         }
-        let tb = self.buffer(tag).await?;
+        let tb = self.buffer(tag, new).await?;
         let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
         loop {
             // Registered before trying, so a refill that lands in between still wakes us.
@@ -332,7 +371,7 @@ impl SegmentService {
                 return;
             };
             let started = Instant::now();
-            match self.store.claim(tag, plan.step).await {
+            match self.store.claim_within(tag, plan.step, tb.end).await {
                 Ok(segment) => {
                     let took = started.elapsed();
                     metrics::histogram!("floe_segment_refill_seconds", "tag" => tag.to_string())
@@ -394,7 +433,7 @@ impl SegmentService {
     /// is only healthy if a refill can succeed, so an empty tag waits (as long as a request
     /// would) for the outcome of the refill this call starts.
     pub async fn remaining(self: &Arc<Self>, tag: &str) -> Result<u64, SegmentError> {
-        let tb = self.buffer(tag).await?;
+        let tb = self.buffer(tag, None).await?;
         let state = tb.buffer.state();
         if state.remaining > 0 {
             return Ok(state.remaining);
@@ -430,17 +469,21 @@ impl SegmentService {
     }
 
     /// Loads the first segment of every tag in the store, so the first requests do not wait.
+    /// Tags holding `@` are skipped: they are number sequences' period rows (`name@20261130`),
+    /// mostly history, served with their own end by the numbers' service when asked for.
     pub async fn warm_up(self: &Arc<Self>) -> Result<usize, SegmentError> {
         let rows = self
             .store
             .tags()
             .await
             .map_err(|e| Self::unavailable("*", e))?;
-        for row in &rows {
-            let tb = self.insert(row);
+        let mut loaded = 0;
+        for row in rows.iter().filter(|r| !r.tag.contains('@')) {
+            let tb = self.insert(row, MAX_END);
             self.kick(&row.tag, &tb, 1);
+            loaded += 1;
         }
-        Ok(rows.len())
+        Ok(loaded)
     }
 
     /// `count` increasing IDs of `tag`, all or none, counted in
@@ -481,6 +524,17 @@ impl SegmentService {
         Ok(self.store.create(tag, start, step).await?)
     }
 
+    /// This node's buffer of `tag`, if it has one.
+    pub fn state(&self, tag: &str) -> Option<TagState> {
+        let tb = self.tags.read().get(tag)?.clone();
+        Some(TagState::of(tag, &tb))
+    }
+
+    /// The tags this node holds a buffer of.
+    pub fn buffered_tags(&self) -> Vec<String> {
+        self.tags.read().keys().cloned().collect()
+    }
+
     /// State of every buffered tag.
     pub fn states(&self) -> Vec<TagState> {
         let tags = self.tags.read();
@@ -498,6 +552,17 @@ impl SegmentService {
         Ok(row)
     }
 
+    /// Drops the buffer of `tag` and gives its unissued tail back: for a number sequence's
+    /// past period, which no request asks for any more. A later request for the tag (a clock
+    /// stepped back) loads it again and claims after whatever was served.
+    pub async fn retire(&self, tag: &str) -> bool {
+        let Some(tb) = self.tags.write().remove(tag) else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
+        self.hand_back(tag, &tb, deadline).await
+    }
+
     /// Stops handing out IDs and gives each tag's unissued tail back to the store when no other
     /// node claimed past it. Returns how many tags were handed back.
     pub async fn shutdown(&self) -> usize {
@@ -508,32 +573,44 @@ impl SegmentService {
             .iter()
             .map(|(t, b)| (t.clone(), b.clone()))
             .collect();
-        // A claim still running has moved the row past our last segment: let it land in its
-        // buffer first (the loops stop once `closed` is seen), or the hand-back below would
-        // find the row moved and give nothing back. Bounded, so a hung database cannot hold up
-        // the stop for longer than a request would wait.
+        // One bound for every tag, so a hung database cannot hold up the stop for longer than
+        // a request would wait.
         let deadline = tokio::time::Instant::now() + self.config.wait_timeout;
-        for (_, tb) in &tags {
-            while tb.refilling.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
         let mut handed = 0;
         for (tag, tb) in tags {
-            tb.refilled.notify_waiters();
-            let Some(back) = tb.buffer.close() else {
-                continue;
-            };
-            match self.store.hand_back(&tag, back).await {
-                Ok(true) => handed += 1,
-                Ok(false) => tracing::info!(
-                    tag,
-                    "segment tail not handed back: another node claimed after us"
-                ),
-                Err(e) => tracing::warn!(tag, error = %e, "segment tail not handed back"),
+            if self.hand_back(&tag, &tb, deadline).await {
+                handed += 1;
             }
         }
         tracing::info!(tags = handed, "segment ranges handed back");
         handed
+    }
+
+    /// Closes one tag's buffer and hands its unissued tail back; `true` when the store took it.
+    async fn hand_back(&self, tag: &str, tb: &TagBuffer, deadline: tokio::time::Instant) -> bool {
+        // A claim still running has moved the row past our last segment: let it land in its
+        // buffer first (the loop stops once the buffer is closed or the service is), or the
+        // hand-back below would find the row moved and give nothing back.
+        while tb.refilling.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tb.refilled.notify_waiters();
+        let Some(back) = tb.buffer.close() else {
+            return false;
+        };
+        match self.store.hand_back(tag, back).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(
+                    tag,
+                    "segment tail not handed back: another node claimed after us"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(tag, error = %e, "segment tail not handed back");
+                false
+            }
+        }
     }
 }

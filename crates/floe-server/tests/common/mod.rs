@@ -214,3 +214,8 @@ pub fn read_v2(s: &mut TcpStream) -> impl Future<Output = V2Reply> + '_ {
         }
     }
 }
+
+/// A native error body, as the server writes it.
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+}

@@ -7,6 +7,7 @@ use floe_core::{HandBack, Segment};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use super::sequences::SequenceStatements;
 use super::{check_tag, SegmentStore, StoreError, TagRow};
 use crate::db::{lazy_pool, sqlite_wal, Dialect};
 
@@ -21,6 +22,9 @@ pub struct TableSpec {
     pub max_id_column: String,
     /// Column of the default step.
     pub step_column: String,
+    /// The table of number sequence definitions declared through the admin API
+    /// (`floe_numbers`); Floe's own, created beside any segment table.
+    pub numbers_table: String,
 }
 
 impl TableSpec {
@@ -35,6 +39,7 @@ impl TableSpec {
             tag_column: tag.into(),
             max_id_column: "max_id".into(),
             step_column: "step".into(),
+            numbers_table: "floe_numbers".into(),
         }
     }
 
@@ -59,6 +64,7 @@ impl TableSpec {
             ("tag_column", &self.tag_column),
             ("max_id_column", &self.max_id_column),
             ("step_column", &self.step_column),
+            ("numbers_table", &self.numbers_table),
         ] {
             crate::db::check_identifier(name)
                 .map_err(|e| StoreError::Invalid(format!("segment.{key}: {e}")))?;
@@ -92,8 +98,9 @@ impl Default for StoreOptions {
 /// The statements, written once per store.
 #[derive(Debug)]
 struct Statements {
-    /// Moves `max_id` forward by a step, only while the sum stays a BIGINT (and, on SQLite,
-    /// while the column holds an integer): an overflow can never wrap or turn into a REAL.
+    /// Moves `max_id` forward by a step, only while the sum stays within the tag's end (a
+    /// BIGINT, and on SQLite only while the column holds an integer): an overflow can never
+    /// wrap or turn into a REAL.
     claim: String,
     /// Why a claim matched no row: the row's `max_id` and whether it is an integer.
     diagnose: String,
@@ -169,6 +176,8 @@ pub struct SqlSegmentStore {
     dialect: Dialect,
     /// Prepared SQL text.
     sql: Statements,
+    /// Prepared SQL text of the number definitions table.
+    sequences: SequenceStatements,
     /// Bound on every call.
     timeout: Duration,
 }
@@ -224,6 +233,7 @@ impl SqlSegmentStore {
             pool,
             dialect,
             sql: Statements::new(dialect, &spec),
+            sequences: SequenceStatements::new(dialect, &spec.numbers_table),
             timeout: options.call_timeout,
         };
         if options.create_table {
@@ -247,17 +257,36 @@ impl SqlSegmentStore {
         self.dialect
     }
 
-    async fn timed<T>(
+    /// The pool, for the definitions table.
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The statements of the definitions table.
+    pub(super) fn sequences(&self) -> &SequenceStatements {
+        &self.sequences
+    }
+
+    /// `fut` bounded by `segment.call_timeout`, its database error as `Unavailable`.
+    pub(super) async fn timed<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(unavailable),
-            Err(_) => Err(StoreError::Unavailable(format!(
+        self.timed_raw(fut).await?.map_err(unavailable)
+    }
+
+    /// `fut` bounded by `segment.call_timeout`, its database error kept for the caller to
+    /// look at (a unique violation is an answer, not an outage).
+    pub(super) async fn timed_raw<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<Result<T, sqlx::Error>, StoreError> {
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| {
+            StoreError::Unavailable(format!(
                 "no answer within {:?} (segment.call_timeout)",
                 self.timeout
-            ))),
-        }
+            ))
+        })
     }
 
     /// One guarded claim of `step` IDs inside a transaction; `None` when no row matched.
@@ -265,9 +294,9 @@ impl SqlSegmentStore {
     /// The new end is served only after the commit succeeded: SQLite reports a full disk at
     /// commit, and a range read from an `UPDATE … RETURNING` whose commit failed was never
     /// stored, so the next claim would return it again.
-    async fn claim_once(&self, tag: &str, step: i64) -> Result<Option<i64>, StoreError> {
+    async fn claim_once(&self, tag: &str, step: i64, end: i64) -> Result<Option<i64>, StoreError> {
         let mut conn = self.timed(self.pool.acquire()).await?;
-        let result = self.claim_on(&mut conn, tag, step).await;
+        let result = self.claim_on(&mut conn, tag, step, end).await;
         if result.is_err() {
             // After a failed statement or COMMIT (SQLite on a full disk) the connection may still
             // sit inside the transaction while sqlx believes it rolled back; reused, its next
@@ -284,9 +313,12 @@ impl SqlSegmentStore {
         conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
         tag: &str,
         step: i64,
+        end: i64,
     ) -> Result<Option<i64>, StoreError> {
         use sqlx::Connection;
-        let limit = i64::MAX - step;
+        // `end - step` may be negative (a step larger than the whole range): then the guard
+        // matches nothing and `claim` claims the rest.
+        let limit = end - step;
         let mut tx = self.timed(conn.begin()).await?;
         let claim = sqlx::query(&self.sql.claim)
             .bind(step)
@@ -351,16 +383,17 @@ const CLAIM_ATTEMPTS: usize = 8;
 
 #[async_trait]
 impl SegmentStore for SqlSegmentStore {
-    async fn claim(&self, tag: &str, step: u64) -> Result<Segment, StoreError> {
+    async fn claim_within(&self, tag: &str, step: u64, end: u64) -> Result<Segment, StoreError> {
         if step == 0 {
             return Err(StoreError::Invalid("step must be at least 1".into()));
         }
         check_tag(tag)?;
+        let end = to_i64("end", end)?;
         let full = to_i64("step", step)?;
         let mut step = full;
         for _ in 0..CLAIM_ATTEMPTS {
-            if let Some(end) = self.claim_once(tag, step).await? {
-                return segment_ending(tag, end, step);
+            if let Some(got) = self.claim_once(tag, step, end).await? {
+                return segment_ending(tag, got, step);
             }
             match self.diagnose(tag).await? {
                 None => return Err(StoreError::UnknownTag(tag.into())),
@@ -374,15 +407,16 @@ impl SegmentStore for SqlSegmentStore {
                         "tag `{tag}`: max_id {max} is negative"
                     )))
                 }
-                Some((max, true)) if max == i64::MAX => {
+                Some((max, true)) if max >= end => {
                     return Err(StoreError::Exhausted {
                         tag: tag.into(),
                         max_id: max as u64,
+                        end: end as u64,
                     })
                 }
-                // Less than a step is left: claim the rest, so every ID up to the limit is
+                // Less than a step is left: claim the rest, so every ID up to the end is
                 // served once.
-                Some((max, true)) if max > i64::MAX - full => step = i64::MAX - max,
+                Some((max, true)) if max > end - full => step = end - max,
                 // Another node moved the row between the claim and the look: try again.
                 Some(_) => step = full,
             }
@@ -421,23 +455,19 @@ impl SegmentStore for SqlSegmentStore {
             .bind(to_i64("start", start)?)
             .bind(to_i64("step", step)?)
             .execute(&self.pool);
-        match tokio::time::timeout(self.timeout, q).await {
-            Ok(Ok(_)) => Ok(TagRow {
+        match self.timed_raw(q).await? {
+            Ok(_) => Ok(TagRow {
                 tag: tag.into(),
                 max_id: start,
                 step,
             }),
-            Ok(Err(e))
+            Err(e)
                 if e.as_database_error()
                     .is_some_and(|d| d.is_unique_violation()) =>
             {
                 Err(StoreError::TagExists(tag.into()))
             }
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {:?} (segment.call_timeout)",
-                self.timeout
-            ))),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
