@@ -697,7 +697,7 @@ mod tests {
     }
 
     #[test]
-    fn state_shows_position_and_next_segment() {
+    fn state_shows_next_id_and_next_segment() {
         let b = buffer(100);
         assert_eq!(b.state().next, None);
         b.plan_refill(1, 0).unwrap();
@@ -705,7 +705,7 @@ mod tests {
         b.try_take(10).unwrap();
         let s = b.state();
         assert_eq!(
-            (s.current, s.position, s.next),
+            (s.current, s.next, s.next_segment),
             (Some(seg(1000, 1100)), Some(1010), None)
         );
         b.plan_refill(1, 0).unwrap();
@@ -714,7 +714,7 @@ mod tests {
         b.try_take(90).unwrap();
         let s = b.state();
         assert_eq!(
-            (s.current, s.position, s.next),
+            (s.current, s.next, s.next_segment),
             (Some(seg(5000, 5100)), Some(5000), None)
         );
     }
