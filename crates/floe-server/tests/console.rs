@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{config, TestServer, WAIT};
-use floe_server::{Config, LogLevel};
+use common::{config, redis_lease_config, TestServer, WAIT};
 use floe_testkit::http::{get, request as http};
-use floe_testkit::{eventually_async, metric_value, redis_url, unique};
+use floe_testkit::{eventually_async, metric_value, unique};
 use serde_json::Value;
 
 const TOKEN: &str = "console-token";
@@ -163,31 +162,6 @@ async fn segments_show_rows_and_buffers() {
     server.stop().await.0.unwrap();
 }
 
-/// A node leasing a 1-bit worker id from Redis in `namespace`.
-fn redis_node(namespace: &str) -> Config {
-    let mut c = Config::from_toml(&format!(
-        r#"
-[snowflake]
-layout = "time:41/1ms@2020-01-01 worker:1 seq:12"
-max_drift = "50ms"
-
-[segment]
-enabled = false
-
-[registry]
-kind = "redis"
-url = "{}"
-namespace = "{namespace}"
-ttl = "3s"
-fields = ["worker"]
-"#,
-        redis_url()
-    ))
-    .expect("valid registry configuration");
-    c.log.level = LogLevel::Warn;
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_lists_the_registry() {
     let static_node = TestServer::start(config()).await;
@@ -199,8 +173,8 @@ async fn cluster_lists_the_registry() {
     static_node.stop().await.0.unwrap();
 
     let namespace = unique("console");
-    let a = TestServer::start(redis_node(&namespace)).await;
-    let b = TestServer::start(redis_node(&namespace)).await;
+    let a = TestServer::start(redis_lease_config(&namespace, "3s")).await;
+    let b = TestServer::start(redis_lease_config(&namespace, "3s")).await;
     let view: Value = eventually_async(WAIT, "both ids held", async || {
         let view = get(a.http, "/v1/console/cluster").await.json();
         let held = view["holders"]

@@ -97,24 +97,20 @@ fn id_form(params: &[(String, String)], snowflake: bool) -> Result<IdForm, ApiEr
     Ok(form)
 }
 
-/// How IDs are written in a reply (floe-core's `IdForm`).
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // a description of the `format` parameter
-pub(super) enum IdFormat {
-    /// JSON numbers.
-    Number,
-    /// Decimal strings (exact in JavaScript).
-    String,
-    /// 16 lowercase hex digits.
-    Hex,
-    /// 11 characters of `0-9A-Za-z`, ordered like the numbers.
-    Radix62,
-    /// 13 characters of `0-9a-z`, ordered like the numbers.
-    Radix36,
-    /// Time and fields spelled out (snowflake IDs only).
-    Friendly,
+/// The schema of the `format` and `form` parameters: the name of every [`IdForm`].
+pub(super) struct IdFormat;
+
+impl utoipa::PartialSchema for IdFormat {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(IdForm::ALL.iter().map(|f| f.name())))
+            .description(Some("How IDs are written: number (JSON numbers, the default), string (decimal text, exact in JavaScript), hex, radix62, radix36 (fixed width, sorting like the numbers) or friendly (time and fields; snowflake IDs only)"))
+            .into()
+    }
 }
+
+impl ToSchema for IdFormat {}
 
 /// `GET /v1/snowflake?count=N[&format=F]` → `{"ids":[…]}`.
 #[utoipa::path(
