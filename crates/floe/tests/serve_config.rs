@@ -241,8 +241,8 @@ fn layered_configuration_and_genid_config_start() {
 
 #[test]
 fn a_lease_keeper_that_gives_up_stops_the_server_with_64() {
-    // A StatefulSet ordinal outside the layout's pool: the keeper cannot ever succeed, so the
-    // server shuts down (after starting) instead of running unready forever.
+    // A StatefulSet ordinal outside the layout's pool can never be leased: the registry's
+    // precheck refuses it at start (64) instead of the node running unready forever.
     expect_usage_error(
         &[
             "--tcp-listen",
@@ -254,7 +254,7 @@ fn a_lease_keeper_that_gives_up_stops_the_server_with_64() {
             ("HOSTNAME", "floe-9"),
             ("FLOE_REGISTRY__KIND", "kubernetes"),
         ],
-        &["the lease keeper gave up", "floe-9", "0..8"],
+        &["does not fit the layout's node field(s)", "floe-9", "0..8"],
     );
     expect_usage_error(
         &[],
