@@ -29,7 +29,7 @@
 //! let after = seq.stamp(1_796_054_400_000).unwrap();
 //! assert_eq!((before.tag(), before.number(42)), ("order_no@20261130", "ORD-20261130-000042".to_string()));
 //! assert_eq!((after.tag(), after.number(1)), ("order_no@20261201", "ORD-20261201-000001".to_string()));
-//! assert_eq!(seq.end(), 1_000_000, "{seq:06} never goes past 999999");
+//! assert_eq!(seq.end(), 1_000_000, "{{seq:06}} never goes past 999999");
 //! ```
 
 use std::collections::HashMap;

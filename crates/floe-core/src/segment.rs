@@ -226,6 +226,8 @@ pub struct SegmentState {
     pub current: Option<Segment>,
     /// The next ID [`try_take`](SegmentBuffer::try_take) hands out, while the buffer holds any.
     pub next: Option<u64>,
+    /// The segment loaded after the one in use, if any (consecutive claims merge into one).
+    pub next_segment: Option<Segment>,
 }
 
 /// The published part of the buffer: the segment in use, read through a seqlock.
@@ -641,10 +643,12 @@ impl SegmentBuffer {
         } else {
             slow.end.saturating_sub(v)
         };
+        // The segment the cursor is in (the table moves past a used-up one lazily).
+        let at = slow.held.iter().position(|p| v < p.v_end()).unwrap_or(0);
         let next = slow
             .held
-            .iter()
-            .find(|p| v != CLOSED && p.v <= v && v < p.v_end())
+            .get(at)
+            .filter(|p| v != CLOSED && p.v <= v && v < p.v_end())
             .map(|p| p.seg.start + (v - p.v));
         SegmentState {
             remaining,
@@ -652,8 +656,9 @@ impl SegmentBuffer {
             step: slow.step,
             refills: slow.refills,
             last_error: slow.last_error.clone(),
-            current: slow.held.front().map(|p| p.seg),
+            current: slow.held.get(at).map(|p| p.seg),
             next,
+            next_segment: slow.held.get(at + 1).map(|p| p.seg),
         }
     }
 
@@ -689,6 +694,29 @@ mod tests {
 
     fn seg(start: u64, end: u64) -> Segment {
         Segment { start, end }
+    }
+
+    #[test]
+    fn state_shows_next_id_and_next_segment() {
+        let b = buffer(100);
+        assert_eq!(b.state().next, None);
+        b.plan_refill(1, 0).unwrap();
+        b.install(seg(1000, 1100)).unwrap();
+        b.try_take(10).unwrap();
+        let s = b.state();
+        assert_eq!(
+            (s.current, s.next, s.next_segment),
+            (Some(seg(1000, 1100)), Some(1010), None)
+        );
+        b.plan_refill(1, 0).unwrap();
+        b.install(seg(5000, 5100)).unwrap();
+        assert_eq!(b.state().next_segment, Some(seg(5000, 5100)));
+        b.try_take(90).unwrap();
+        let s = b.state();
+        assert_eq!(
+            (s.current, s.next, s.next_segment),
+            (Some(seg(5000, 5100)), Some(5000), None)
+        );
     }
 
     #[test]

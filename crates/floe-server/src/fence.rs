@@ -12,10 +12,9 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use floe_store::registry::{Lease, NodePool};
+use floe_store::registry::{Lease, LeaseRequest, NodePool, WorkerRegistry};
 
 use crate::keeper::LeaseKeeper;
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::issue::IssueError;
@@ -25,6 +24,24 @@ use crate::metrics::Metrics;
 pub(crate) const NOT_HELD: u64 = 0;
 /// Fence value: held, and it never expires (Kubernetes ordinals).
 pub(crate) const FOREVER: u64 = u64::MAX;
+
+/// The lease in `/v1/info` (keys in alphabetical order, as the rest of the body).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct LeaseInfo {
+    /// The fencing epoch of the lease in force.
+    pub(crate) epoch: Option<u64>,
+    /// Milliseconds until the node stops issuing unless a renewal succeeds; `null` when no
+    /// lease is held or it never expires (Kubernetes).
+    pub(crate) fence_in_ms: Option<i64>,
+    /// Whether the node may issue IDs now.
+    pub(crate) held: bool,
+    /// Where the leases are (`sql at …`, `redis at …`, `kubernetes (…)`), without passwords.
+    pub(crate) registry: String,
+    /// `held`, or why not.
+    pub(crate) status: String,
+    /// The leased worker id.
+    pub(crate) worker_id: Option<u32>,
+}
 
 /// The lease as the server sees it.
 #[derive(Debug)]
@@ -46,6 +63,10 @@ pub(crate) struct LeaseGuard {
     pub(crate) keeper: tokio::sync::Mutex<Option<LeaseKeeper>>,
     /// The pool of ids and how an id maps onto the layout's node fields.
     pub(crate) pool: NodePool,
+    /// The registry the keeper leases from, for the console's listing of the other holders.
+    pub(crate) registry: Arc<dyn WorkerRegistry>,
+    /// What the keeper asks the registry for (namespace, pool, owner).
+    pub(crate) request: LeaseRequest,
 }
 
 impl LeaseGuard {
@@ -93,20 +114,21 @@ impl LeaseGuard {
     }
 
     /// For `/v1/info`.
-    pub(crate) fn info(&self) -> serde_json::Value {
+    pub(crate) fn info(&self) -> LeaseInfo {
         let lease = self.lease.lock().clone();
         let fence = self.fence_ns.load(Ordering::Acquire);
         let fence_in_ms = match fence {
             NOT_HELD | FOREVER => None,
-            f => Some((f as i128 - self.base.elapsed().as_nanos() as i128) / 1_000_000),
+            f => Some(((f as i128 - self.base.elapsed().as_nanos() as i128) / 1_000_000) as i64),
         };
-        json!({
-            "held": self.check().is_ok(),
-            "worker_id": lease.as_ref().map(|l| l.id),
-            "epoch": lease.as_ref().map(|l| l.epoch),
-            "fence_in_ms": fence_in_ms,
-            "status": self.status.lock().clone(),
-        })
+        LeaseInfo {
+            held: self.check().is_ok(),
+            worker_id: lease.as_ref().map(|l| l.id),
+            epoch: lease.as_ref().map(|l| l.epoch),
+            fence_in_ms,
+            status: self.status.lock().clone(),
+            registry: self.registry.describe(),
+        }
     }
 
     /// Records the generator's persisted mark for the next renewal.

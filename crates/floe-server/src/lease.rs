@@ -58,7 +58,12 @@ pub(crate) fn start(
             persisted.max(SystemClock.now_ms() + ahead_ms)
         }
     };
-    let keeper = LeaseKeeper::start(registry, request, keeper_config, Arc::new(high_water))?;
+    let keeper = LeaseKeeper::start(
+        registry.clone(),
+        request.clone(),
+        keeper_config,
+        Arc::new(high_water),
+    )?;
     let states = keeper.subscribe();
     let guard = Arc::new(LeaseGuard {
         base: Instant::now(),
@@ -69,6 +74,8 @@ pub(crate) fn start(
         released,
         keeper: tokio::sync::Mutex::new(Some(keeper)),
         pool,
+        registry,
+        request,
     });
     Ok((guard, states))
 }

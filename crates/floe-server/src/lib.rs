@@ -17,6 +17,7 @@ mod accept;
 mod args;
 mod backoff;
 pub mod config;
+mod console;
 mod error;
 mod fence;
 mod http;

@@ -13,6 +13,7 @@ use floe_store::FileHighWater;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::console::RateHistory;
 use crate::fence::LeaseGuard;
 use crate::issue::{IssueError, MAX_WAIT};
 use crate::logging::LogControl;
@@ -55,6 +56,10 @@ pub(crate) struct Node {
     pub(crate) tcp_addr: SocketAddr,
     /// Bound HTTP address, reported by `/v1/info`.
     pub(crate) http_addr: SocketAddr,
+    /// When the node started, for the uptime in `/v1/info`.
+    pub(crate) started: std::time::Instant,
+    /// The console's 15-minute rate history, sampled every second while serving.
+    pub(crate) rates: RateHistory,
 }
 
 impl Node {

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::node::Node;
-use crate::{http, lease, limits, logging, metrics, numbers, peers, segment, tcp};
+use crate::{console, http, lease, limits, logging, metrics, numbers, peers, segment, tcp};
 use arc_swap::ArcSwap;
 
 /// How often the high-water mark is extended ahead of need and the clock metrics refreshed;
@@ -182,6 +182,8 @@ impl Server {
             instance,
             tcp_addr,
             http_addr,
+            started: std::time::Instant::now(),
+            rates: Default::default(),
         });
         if let Some(states) = lease_states {
             tokio::spawn(lease::follow(node.clone(), states));
@@ -214,6 +216,7 @@ impl Server {
         let Server { node, listeners } = self;
         let token = CancellationToken::new();
         let maintenance = tokio::spawn(maintain_loop(node.clone(), token.clone()));
+        tokio::spawn(sample_loop(node.clone(), token.clone()));
         let tcp = tokio::spawn(tcp::accept_loop(listeners.tcp, node.clone(), token.clone()));
         let mut http = tokio::spawn(http::accept_loop(
             listeners.http,
@@ -306,6 +309,23 @@ async fn drain(conns: &mut JoinSet<()>, deadline: Instant) -> usize {
                 return left;
             }
         }
+    }
+}
+
+/// Feeds the console's rate history from the node's own metrics page, once a second.
+async fn sample_loop(node: Arc<Node>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(console::INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let page = node.metrics.prometheus.render();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        node.rates.sample(&page, unix_ms);
     }
 }
 

@@ -13,9 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use floe_server::{Config, LogLevel};
 use floe_testkit::http::get;
-use floe_testkit::{eventually_async, metric_value, redis_url, unique};
+use floe_testkit::{eventually_async, metric_value, unique};
 
 /// The scrape page (a plain function returning a future, so a failure names the test's line).
 #[track_caller]
@@ -131,26 +130,7 @@ async fn every_family_has_help_promtool_accepts_the_page_and_values_follow_reque
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leased_identity_shows_its_lease_renewals_and_registry_latency() {
     let namespace = unique("metrics");
-    let mut c = Config::from_toml(&format!(
-        r#"
-[snowflake]
-layout = "time:41/1ms@2020-01-01 worker:1 seq:12"
-max_drift = "50ms"
-
-[segment]
-enabled = false
-
-[registry]
-kind = "redis"
-url = "{}"
-namespace = "{namespace}"
-ttl = "1500ms"
-fields = ["worker"]
-"#,
-        redis_url()
-    ))
-    .expect("valid lease configuration");
-    c.log.level = LogLevel::Warn;
+    let c = redis_lease_config(&namespace, "1500ms");
     let s = TestServer::start(c).await;
     eventually_metric(s.http, "floe_lease_held", Duration::from_secs(10), |v| {
         v == 1.0

@@ -91,3 +91,9 @@ async fn hung_redis_is_unavailable_within_the_call_timeout() {
     common::hung_store_is_unavailable(registry(&url, "floetest", timeout), timeout).await;
     hole.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_shows_holders() {
+    let p = Prefix::new();
+    common::listing_shows_holders(&p.factory()).await;
+}

@@ -109,6 +109,13 @@ macro_rules! contract {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn listing_shows_holders() {
+                let t = $table;
+                common::listing_shows_holders(&t.factory()).await;
+                t.drop_table().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn high_water_never_goes_down() {
                 let t = $table;
                 common::high_water_never_goes_down(&t.factory()).await;

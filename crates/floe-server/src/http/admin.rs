@@ -16,15 +16,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use floe_core::numbers::{Reset, Zone};
 use floe_store::segment::SequenceRow;
+use utoipa::ToSchema;
 
-use super::{json_response, param, ApiError, Params, PathParam};
+use super::openapi::ErrorBody;
+use super::{param, ApiError, Params, PathParam};
 use crate::config::{LogLevel, LOG_LEVELS};
 use crate::node::Node;
+use crate::segment::TagView;
+use floe_store::segment::TagRow;
 
 /// Largest admin request body: the biggest real one (a tag with start and step) is under 200
 /// bytes, and an authorised client still must not make the node hold megabytes.
@@ -138,23 +141,51 @@ fn apply(node: &Node, level: LogLevel) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `GET /admin/log-level` → `{"level":"info"}`.
-pub(super) async fn get_level(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"level": node.log.level().to_string()}),
-    ))
-}
-
-/// Body of `PUT /admin/log-level`.
-#[derive(Deserialize)]
+/// `{"level":"info"}`: the level in force, and the body of `PUT /admin/log-level`.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LevelBody {
-    /// The new level.
+pub(super) struct LevelBody {
+    /// One of trace, debug, info, warn, error.
+    #[schema(pattern = "^(trace|debug|info|warn|error)$")]
     level: String,
 }
 
+/// `GET /admin/log-level` → `{"level":"info"}`.
+#[utoipa::path(
+    get,
+    path = "/admin/log-level",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The level in force", body = LevelBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled (no server.admin_token)", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_level(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    Ok(axum::Json(LevelBody {
+        level: node.log.level().to_string(),
+    })
+    .into_response())
+}
+
 /// `PUT /admin/log-level` with `{"level":"debug"}` or `?level=debug` → `{"level":"debug"}`.
+#[utoipa::path(
+    put,
+    path = "/admin/log-level",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("level" = Option<String>, Query, description = "The new level, instead of a body")),
+    request_body(content = Option<LevelBody>, description = "The new level (or ?level=)"),
+    responses(
+        (status = 200, description = "The level now in force", body = LevelBody),
+        (status = 400, description = "A bad or missing level", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within server.http_body_timeout", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+    )
+)]
 pub(super) async fn put_level(
     State(node): State<Arc<Node>>,
     params: Params,
@@ -179,15 +210,15 @@ pub(super) async fn put_level(
     };
     let level = parse_level(&text).map_err(ApiError::bad_request)?;
     apply(&node, level)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"level": level.to_string()}),
-    ))
+    Ok(axum::Json(LevelBody {
+        level: level.to_string(),
+    })
+    .into_response())
 }
 
 /// FeatherID's body shape for its log-level route.
-#[derive(Serialize)]
-struct FeatherLevel {
+#[derive(Serialize, ToSchema)]
+pub(super) struct FeatherLevel {
     /// 0 success, 1 bad level.
     code: i32,
     /// "success" or the error.
@@ -197,6 +228,19 @@ struct FeatherLevel {
 }
 
 /// FeatherID's `GET|POST /api/v1/log/level?level=L`; without `level` it reports the current one.
+#[utoipa::path(
+    method(get, post),
+    path = "/api/v1/log/level",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("level" = Option<String>, Query, description = "The new level; without it, the current one is reported")),
+    responses(
+        (status = 200, description = "code 0 and the level in force", body = FeatherLevel),
+        (status = 400, description = "code 1: a bad level", body = FeatherLevel),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled", body = ErrorBody),
+    )
+)]
 pub(super) async fn feather_level(
     State(node): State<Arc<Node>>,
     params: Params,
@@ -231,25 +275,63 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T,
         .map_err(|e| ApiError::bad_request(format!("the body must be JSON {shape}: {e}")))
 }
 
+/// `{"tags":[…]}`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TagsBody {
+    /// Every row of the segment table, with this node's buffer.
+    tags: Vec<TagView>,
+}
+
 /// `GET /admin/tags` → `{"tags":[{"tag","max_id","step","buffer":{…}|null}]}`.
+#[utoipa::path(
+    get,
+    path = "/admin/tags",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every tag", body = TagsBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled", body = ErrorBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
 pub(super) async fn list_tags(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let tags = node.segments()?.tags().await?;
-    Ok(json_response(StatusCode::OK, &json!({ "tags": tags })))
+    Ok(axum::Json(TagsBody { tags }).into_response())
 }
 
 /// Body of `POST /admin/tags`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTag {
-    /// The new tag.
+pub(super) struct CreateTag {
+    /// The new tag: 1..=128 bytes, no control characters.
     tag: String,
     /// Its first ID (default 1).
+    #[schema(minimum = 1)]
     start: Option<u64>,
     /// IDs per claim (default `segment.default_step`).
+    #[schema(minimum = 1)]
     step: Option<u64>,
 }
 
 /// `POST /admin/tags` with `{"tag":"orders","start":1000,"step":2000}` → 201 and the row.
+#[utoipa::path(
+    post,
+    path = "/admin/tags",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = CreateTag,
+    responses(
+        (status = 201, description = "The new row", body = TagRow),
+        (status = 400, description = "A bad body, tag, start or step", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "tag_exists", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
 pub(super) async fn create_tag(
     State(node): State<Arc<Node>>,
     bytes: Bytes,
@@ -269,18 +351,36 @@ pub(super) async fn create_tag(
         )
         .await?;
     tracing::info!(tag = %row.tag, start = row.max_id, step = row.step, "tag created through the admin API");
-    Ok(json_response(StatusCode::CREATED, &json!(row)))
+    Ok((StatusCode::CREATED, axum::Json(row)).into_response())
 }
 
 /// Body of `PUT /admin/tags/{tag}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetStep {
-    /// The new step.
+pub(super) struct SetStep {
+    /// The new step, IDs per claim.
+    #[schema(minimum = 1)]
     step: u64,
 }
 
 /// `PUT /admin/tags/{tag}` with `{"step":5000}` → the row.
+#[utoipa::path(
+    put,
+    path = "/admin/tags/{tag}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("tag" = String, Path, description = "The tag")),
+    request_body = SetStep,
+    responses(
+        (status = 200, description = "The row", body = TagRow),
+        (status = 400, description = "A bad body, tag or step", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "unknown_tag, or admin is disabled", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
 pub(super) async fn set_step(
     State(node): State<Arc<Node>>,
     PathParam(tag): PathParam,
@@ -289,13 +389,13 @@ pub(super) async fn set_step(
     let req: SetStep = body(&bytes, r#"{"step":5000}"#)?;
     let row = node.segments()?.set_step(&tag, req.step).await?;
     tracing::info!(tag = %row.tag, step = row.step, "step changed through the admin API");
-    Ok(json_response(StatusCode::OK, &json!(row)))
+    Ok(axum::Json(row).into_response())
 }
 
 /// Body of `POST /admin/numbers`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeclareNumber {
+pub(super) struct DeclareNumber {
     /// The sequence's name.
     name: String,
     /// Its format, e.g. `ORD-{date:%Y%m%d}-{seq:06}`.
@@ -312,6 +412,23 @@ struct DeclareNumber {
 
 /// `POST /admin/numbers` with `{"name":"order_no","format":"ORD-{date:%Y%m%d}-{seq:06}",
 /// "reset":"day","time_zone":"Asia/Shanghai"}` → 201 and the stored definition.
+#[utoipa::path(
+    post,
+    path = "/admin/numbers",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = DeclareNumber,
+    responses(
+        (status = 201, description = "The stored definition", body = SequenceRow),
+        (status = 400, description = "A definition that does not validate, naming the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Admin is disabled", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "name_exists", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store is down, or segment mode is off", body = ErrorBody),
+    )
+)]
 pub(super) async fn declare_number(
     State(node): State<Arc<Node>>,
     bytes: Bytes,
@@ -335,7 +452,7 @@ pub(super) async fn declare_number(
     };
     let row = node.numbers()?.declare(row).await?;
     tracing::info!(name = %row.name, format = %row.format, reset = %row.reset, "number sequence declared through the admin API");
-    Ok(json_response(StatusCode::CREATED, &json!(row)))
+    Ok((StatusCode::CREATED, axum::Json(row)).into_response())
 }
 
 #[cfg(test)]

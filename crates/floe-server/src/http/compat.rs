@@ -15,6 +15,9 @@ use chrono::DateTime;
 use floe_core::{FieldKind, Layout};
 use serde::Serialize;
 
+use utoipa::ToSchema;
+
+use super::openapi::ErrorBody;
 use super::{param, parse_count, text_response, ApiError, Params};
 use crate::node::Node;
 use crate::segment::SegmentError;
@@ -23,8 +26,8 @@ use crate::segment::SegmentError;
 const FEATHER_MAX_BATCH: u32 = 1000;
 
 /// Distributed ID Generator's `/alloc` body.
-#[derive(Serialize)]
-struct AllocBody {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AllocBody {
     /// 0 on success, -1 on error.
     resp_code: i32,
     /// "success" or the error.
@@ -34,8 +37,8 @@ struct AllocBody {
 }
 
 /// Distributed ID Generator's `/health` body.
-#[derive(Serialize)]
-struct HealthBody {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthBody {
     /// 0 on success, -1 on error.
     resp_code: i32,
     /// "success" or the error.
@@ -61,7 +64,17 @@ fn app_tag(params: &[(String, String)]) -> Option<&str> {
 }
 
 /// `/alloc?app_tag=T` → `{"resp_code":0,"msg":"success","id":N}`, errors with HTTP 500.
-pub(super) async fn alloc(State(node): State<Arc<Node>>, params: Params) -> Response {
+#[utoipa::path(
+    get,
+    path = "/alloc",
+    tag = "compatible",
+    params(("app_tag" = String, Query, description = "The tag (Distributed ID Generator's app_tag)")),
+    responses(
+        (status = 200, description = "resp_code 0 and one segment ID", body = AllocBody),
+        (status = 500, description = "resp_code -1 and the error, as the original answers every error (unknown tag, missing app_tag, store down)", body = AllocBody),
+    )
+)]
+pub(crate) async fn alloc(State(node): State<Arc<Node>>, params: Params) -> Response {
     let Some(tag) = app_tag(&params) else {
         return alloc_error("app_tag is required".into());
     };
@@ -80,7 +93,17 @@ pub(super) async fn alloc(State(node): State<Arc<Node>>, params: Params) -> Resp
 }
 
 /// `/health?app_tag=T` → `{"resp_code":0,"msg":"success","left":N}`, errors with HTTP 500.
-pub(super) async fn health(State(node): State<Arc<Node>>, params: Params) -> Response {
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "compatible",
+    params(("app_tag" = String, Query, description = "The tag")),
+    responses(
+        (status = 200, description = "resp_code 0 and the IDs buffered on this node", body = HealthBody),
+        (status = 500, description = "resp_code -1 and the error, as the original", body = HealthBody),
+    )
+)]
+pub(crate) async fn health(State(node): State<Arc<Node>>, params: Params) -> Response {
     let error = |msg: String| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,17 +130,27 @@ pub(super) async fn health(State(node): State<Arc<Node>>, params: Params) -> Res
 }
 
 /// FeatherID's body: always HTTP 200, the outcome in `code`.
-#[derive(Serialize)]
-struct FeatherBody<T> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FeatherBody {
     /// 0 success, 1 missing biz_tag, 2 segment failure, 3 bad count.
     code: i32,
     /// "success" or the error.
     msg: String,
     /// The ID(s), `null` on error.
-    data: Option<T>,
+    data: Option<FeatherData>,
 }
 
-fn feather<T: Serialize>(code: i32, msg: impl Into<String>, data: Option<T>) -> Response {
+/// FeatherID's `data`: one ID (`/api/v1/id`) or a list (`/api/v1/id/batch`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum FeatherData {
+    /// One ID.
+    One(u64),
+    /// A batch.
+    Many(Vec<u64>),
+}
+
+fn feather(code: i32, msg: impl Into<String>, data: Option<FeatherData>) -> Response {
     axum::Json(FeatherBody {
         code,
         msg: msg.into(),
@@ -131,36 +164,65 @@ fn biz_tag(params: &[(String, String)]) -> Option<&str> {
 }
 
 /// `/api/v1/id?biz_tag=T` → `{"code":0,"msg":"success","data":N}`.
-pub(super) async fn feather_id(State(node): State<Arc<Node>>, params: Params) -> Response {
+#[utoipa::path(
+    get,
+    path = "/api/v1/id",
+    tag = "compatible",
+    params(("biz_tag" = String, Query, description = "The tag (FeatherID's biz_tag)")),
+    responses((status = 200, description = "code 0 and one ID; code 1 without biz_tag, 2 on a segment failure, data null", body = FeatherBody))
+)]
+pub(crate) async fn feather_id(State(node): State<Arc<Node>>, params: Params) -> Response {
     let Some(tag) = biz_tag(&params) else {
-        return feather::<u64>(1, "biz_tag is required", None);
+        return feather(1, "biz_tag is required", None);
     };
     match async { node.segments()?.allocate(tag, 1).await }.await {
         Ok(ids) => match ids.first() {
-            Some(&id) => feather(0, "success", Some(id)),
-            None => feather::<u64>(2, "no ID allocated", None),
+            Some(&id) => feather(0, "success", Some(FeatherData::One(id))),
+            None => feather(2, "no ID allocated", None),
         },
-        Err(e) => feather::<u64>(2, e.to_string(), None),
+        Err(e) => feather(2, e.to_string(), None),
     }
 }
 
 /// `/api/v1/id/batch?biz_tag=T&count=C` (1..=1000) → `{"code":0,"msg":"success","data":[…]}`.
-pub(super) async fn feather_batch(State(node): State<Arc<Node>>, params: Params) -> Response {
+#[utoipa::path(
+    get,
+    path = "/api/v1/id/batch",
+    tag = "compatible",
+    params(
+        ("biz_tag" = String, Query, description = "The tag"),
+        ("count" = u32, Query, description = "IDs wanted, 1..=1000", minimum = 1, maximum = 1000),
+    ),
+    responses((status = 200, description = "code 0 and the IDs; code 1 without biz_tag, 2 on a segment failure, 3 on a bad count, data null", body = FeatherBody))
+)]
+pub(crate) async fn feather_batch(State(node): State<Arc<Node>>, params: Params) -> Response {
     let Some(tag) = biz_tag(&params) else {
-        return feather::<Vec<u64>>(1, "biz_tag is required", None);
+        return feather(1, "biz_tag is required", None);
     };
     let count = match parse_count(param(&params, "count"), FEATHER_MAX_BATCH, None) {
         Ok(n) => n,
-        Err(msg) => return feather::<Vec<u64>>(3, msg, None),
+        Err(msg) => return feather(3, msg, None),
     };
     match async { node.segments()?.allocate(tag, count).await }.await {
-        Ok(ids) => feather(0, "success", Some(ids)),
-        Err(e) => feather::<Vec<u64>>(2, e.to_string(), None),
+        Ok(ids) => feather(0, "success", Some(FeatherData::Many(ids))),
+        Err(e) => feather(2, e.to_string(), None),
     }
 }
 
 /// Leaf's `/api/segment/get/{key}` → the ID as plain text.
-pub(super) async fn leaf_segment(
+#[utoipa::path(
+    get,
+    path = "/api/segment/get/{key}",
+    tag = "compatible",
+    params(("key" = String, Path, description = "The tag")),
+    responses(
+        (status = 200, description = "The ID", content_type = "text/plain", body = String),
+        (status = 400, description = "A tag that breaks the tag rule (empty, over 128 bytes, a control character), as text", content_type = "text/plain", body = String),
+        (status = 404, description = "unknown tag, as text", content_type = "text/plain", body = String),
+        (status = 503, description = "The store is down or segment mode is off, as text", content_type = "text/plain", body = String),
+    )
+)]
+pub(crate) async fn leaf_segment(
     State(node): State<Arc<Node>>,
     Path(key): Path<String>,
 ) -> Response {
@@ -170,12 +232,24 @@ pub(super) async fn leaf_segment(
             None => text_response(StatusCode::SERVICE_UNAVAILABLE, "no ID allocated".into()),
         },
         Err(e @ SegmentError::UnknownTag(_)) => text_response(StatusCode::NOT_FOUND, e.to_string()),
+        // A tag that breaks the tag rule is the caller's mistake, not an outage.
+        Err(e @ SegmentError::Invalid(_)) => text_response(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
 /// Leaf's `/api/snowflake/get/{key}` → a snowflake ID as plain text (Leaf ignores the key).
-pub(super) async fn leaf_snowflake(
+#[utoipa::path(
+    get,
+    path = "/api/snowflake/get/{key}",
+    tag = "compatible",
+    params(("key" = String, Path, description = "Ignored, as in Leaf")),
+    responses(
+        (status = 200, description = "The ID", content_type = "text/plain", body = String),
+        (status = 503, description = "Cannot issue now, the reason as text", content_type = "text/plain", body = String),
+    )
+)]
+pub(crate) async fn leaf_snowflake(
     State(node): State<Arc<Node>>,
     Path(_key): Path<String>,
 ) -> Response {
@@ -197,9 +271,9 @@ pub(super) async fn leaf_snowflake(
 }
 
 /// Leaf's decode body; its keys in the order the brief's clients expect.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LeafDecoded {
+pub(crate) struct LeafDecoded {
     /// `"<unix ms>(<yyyy-MM-dd HH:mm:ss.SSS>)"`, UTC.
     timestamp: String,
     /// Every node field's bits together, as Leaf's workerId is.
@@ -209,11 +283,22 @@ struct LeafDecoded {
 }
 
 /// Leaf's error body for an ID it cannot parse.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LeafDecodeError {
+pub(crate) struct LeafDecodeError {
     /// Leaf's fixed message.
     error_msg: &'static str,
+}
+
+/// Either of Leaf's decode answers.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a description of the two bodies
+pub(crate) enum LeafDecodeAnswer {
+    /// The decoded ID.
+    Decoded(LeafDecoded),
+    /// An ID that cannot be parsed.
+    Error(LeafDecodeError),
 }
 
 /// Leaf's message for an ID that cannot be parsed.
@@ -231,7 +316,17 @@ fn joined(layout: &Layout, id: u64, kinds: &[FieldKind]) -> u64 {
 }
 
 /// Leaf's `/decodeSnowflakeId?snowflakeId=N` under the configured layout.
-pub(super) async fn leaf_decode(
+#[utoipa::path(
+    get,
+    path = "/decodeSnowflakeId",
+    tag = "compatible",
+    params(("snowflakeId" = String, Query, description = "The ID, decimal, as a Java long or unsigned")),
+    responses(
+        (status = 200, description = "The decoded ID, or Leaf's errorMsg for one that cannot be parsed", body = LeafDecodeAnswer),
+        (status = 400, description = "snowflakeId is missing", body = ErrorBody),
+    )
+)]
+pub(crate) async fn leaf_decode(
     State(node): State<Arc<Node>>,
     params: Params,
 ) -> Result<Response, ApiError> {

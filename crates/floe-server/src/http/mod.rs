@@ -3,8 +3,10 @@
 
 mod admin;
 mod compat;
+mod console;
 mod listener;
 mod native;
+mod openapi;
 
 pub(crate) use listener::accept_loop;
 
@@ -18,44 +20,75 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::issue::IssueError;
 use crate::node::Node;
 use crate::numbers::NumberError;
 use crate::segment::SegmentError;
 
-/// The router of one node.
+/// The router of one node, and the OpenAPI document of its routes.
 pub(crate) fn router(node: Arc<Node>) -> Router {
+    let (router, api) = routes(node.clone());
+    // Serialised once per listener; a document that does not serialise is a bug caught by the
+    // tests, never a failed start.
+    let document: Arc<str> = api.to_json().unwrap_or_else(|_| "{}".into()).into();
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        document.to_string(),
+                    )
+                }
+            }),
+        )
+        .route_layer(middleware::from_fn_with_state(node.clone(), track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(node)
+}
+
+/// Every route but `/openapi.json`, and their description (from the handlers' attributes).
+fn routes(node: Arc<Node>) -> (Router<Arc<Node>>, utoipa::openapi::OpenApi) {
     // Authorised (and the body bounded) before any handler, so before any body byte is read.
-    let admin = Router::new()
-        .route(
-            "/admin/log-level",
-            get(admin::get_level).put(admin::put_level),
-        )
-        .route("/admin/tags", get(admin::list_tags).post(admin::create_tag))
-        .route("/admin/tags/{tag}", axum::routing::put(admin::set_step))
-        .route("/admin/numbers", axum::routing::post(admin::declare_number))
-        .route(
-            "/api/v1/log/level",
-            get(admin::feather_level).post(admin::feather_level),
-        )
+    let admin = OpenApiRouter::new()
+        .routes(routes!(admin::get_level, admin::put_level))
+        .routes(routes!(admin::list_tags, admin::create_tag))
+        .routes(routes!(admin::set_step))
+        .routes(routes!(admin::declare_number))
+        .routes(routes!(admin::feather_level))
         .route_layer(middleware::from_fn_with_state(node.clone(), admin::gate));
-    let native = Router::new()
-        .route("/v1/snowflake", get(native::snowflake))
-        .route("/v1/segment/{tag}", get(native::segment))
-        .route("/v1/numbers", get(native::list_numbers))
-        .route("/v1/numbers/{name}", get(native::numbers))
-        .route("/v1/decode/{id}", get(native::decode))
-        .route("/v1/info", get(native::info))
-        .route("/healthz", get(native::healthz))
-        .route("/readyz", get(native::readyz))
-        .route("/metrics", get(native::metrics))
+    let native = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(native::snowflake))
+        .routes(routes!(native::segment))
+        .routes(routes!(native::list_numbers))
+        .routes(routes!(native::numbers))
+        .routes(routes!(native::decode))
+        .routes(routes!(native::info))
+        .routes(routes!(native::healthz))
+        .routes(routes!(native::readyz))
+        .routes(routes!(native::metrics))
+        .routes(routes!(console::rates))
+        .routes(routes!(console::segments))
+        .routes(routes!(console::cluster))
+        .routes(routes!(console::root))
+        .routes(routes!(console::console))
+        .routes(routes!(console::page))
+        .routes(routes!(console::script))
+        .routes(routes!(console::style))
+        .routes(routes!(console::icon))
         .merge(admin)
         .route_layer(middleware::from_fn(json_errors));
     // The originals registered plain handlers that answer every method, and keep their own
-    // error shapes (Leaf's are plain text), so they get no JSON error mapping.
-    let compat = Router::new()
+    // error shapes (Leaf's are plain text), so they get no JSON error mapping; `routes!` cannot
+    // register `any`, so their description is listed in `openapi::ApiDoc`.
+    let compat = OpenApiRouter::new()
         .route("/alloc", any(compat::alloc))
         .route("/health", any(compat::health))
         .route("/api/v1/id", any(compat::feather_id))
@@ -63,12 +96,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/segment/get/{key}", any(compat::leaf_segment))
         .route("/api/snowflake/get/{key}", any(compat::leaf_snowflake))
         .route("/decodeSnowflakeId", any(compat::leaf_decode));
-    native
-        .merge(compat)
-        .route_layer(middleware::from_fn_with_state(node.clone(), track))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(node)
+    native.merge(compat).split_for_parts()
 }
 
 /// Records latency and status per route pattern (not per concrete path, which would make one
@@ -267,7 +295,12 @@ impl From<IssueError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = openapi::ErrorBody {
+            error: openapi::ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

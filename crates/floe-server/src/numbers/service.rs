@@ -41,7 +41,7 @@ pub struct NumberService {
 }
 
 /// One sequence as `GET /v1/numbers` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct NumberView {
     /// The definition, as the admin API takes it and the table keeps it.
     #[serde(flatten)]

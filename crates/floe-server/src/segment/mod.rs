@@ -72,7 +72,7 @@ impl From<StoreError> for SegmentError {
 }
 
 /// One tag as the admin route lists it: the table row and this node's buffer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TagView {
     /// The row in the segment table.
     #[serde(flatten)]

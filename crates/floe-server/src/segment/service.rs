@@ -24,6 +24,54 @@ use crate::config::ServiceConfig;
 /// How often `/health` looks at an empty tag's refill while waiting for its outcome.
 const HEALTH_POLL: Duration = Duration::from_millis(10);
 
+/// Claims remembered per tag for the console's step history.
+pub const STEP_HISTORY: usize = 32;
+
+/// What the refill loop of one tag did, for the console; touched once per claim, never by a
+/// request.
+#[derive(Debug, Default)]
+struct RefillStats {
+    /// The last [`STEP_HISTORY`] claims, oldest first.
+    claims: std::collections::VecDeque<Claim>,
+    /// Duration of the last successful claim, ms.
+    last_refill_ms: Option<f64>,
+    /// Failed claims since start.
+    errors: u64,
+}
+
+/// One successful claim: when, and how many IDs.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Claim {
+    /// When the claim returned, Unix ms.
+    pub unix_ms: u64,
+    /// IDs claimed (the step in force, or less near the end of the ID space).
+    pub step: u64,
+}
+
+/// A range of IDs, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct IdRange {
+    /// First ID.
+    pub start: u64,
+    /// One past the last ID.
+    pub end: u64,
+}
+
+impl From<floe_core::Segment> for IdRange {
+    fn from(s: floe_core::Segment) -> Self {
+        IdRange {
+            start: s.start,
+            end: s.end,
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The buffer of one tag and what wakes its waiters.
 #[derive(Debug)]
 struct TagBuffer {
@@ -39,6 +87,8 @@ struct TagBuffer {
     /// Set once the store said the tag is exhausted: what is buffered is still served, then
     /// every request gets the exhausted error at once and no refill is tried again.
     exhausted: std::sync::OnceLock<String>,
+    /// Claim history, latency and errors for the console.
+    stats: parking_lot::Mutex<RefillStats>,
     /// Claims never move the row's `max_id` past this ([`MAX_END`] for a plain tag).
     end: u64,
 }
@@ -57,7 +107,7 @@ pub struct NewTag {
 }
 
 /// One tag's state for the admin route and metrics.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TagState {
     /// The tag.
     pub tag: String,
@@ -73,10 +123,30 @@ pub struct TagState {
     pub last_error: Option<String>,
     /// The next ID this node hands out, while it holds any.
     pub next_id: Option<u64>,
+    /// The segment in use.
+    pub current: Option<IdRange>,
+    /// The segment loaded after the one in use.
+    pub next_range: Option<IdRange>,
+    /// Share of the segment in use not yet handed out, 0..=100.
+    pub fill_percent: f64,
+    /// The last claims (at most [`STEP_HISTORY`]), oldest first: how the adaptive step moved.
+    pub step_history: Vec<Claim>,
+    /// Duration of the last successful claim, ms.
+    pub last_refill_ms: Option<f64>,
+    /// Failed claims since start.
+    pub refill_errors: u64,
 }
 
 impl TagState {
-    fn of(tag: &str, s: SegmentState) -> Self {
+    fn of(tag: &str, tb: &TagBuffer) -> Self {
+        let s = tb.buffer.state();
+        let stats = tb.stats.lock();
+        let fill_percent = match (s.current, s.next) {
+            (Some(c), Some(p)) if !c.is_empty() => {
+                100.0 * c.end.saturating_sub(p) as f64 / c.len() as f64
+            }
+            _ => 0.0,
+        };
         TagState {
             tag: tag.into(),
             remaining: s.remaining,
@@ -85,6 +155,12 @@ impl TagState {
             refills: s.refills,
             last_error: s.last_error,
             next_id: s.next,
+            current: s.current.map(IdRange::from),
+            next_range: s.next_segment.map(IdRange::from),
+            fill_percent,
+            step_history: stats.claims.iter().copied().collect(),
+            last_refill_ms: stats.last_refill_ms,
+            refill_errors: stats.errors,
         }
     }
 }
@@ -185,6 +261,7 @@ impl SegmentService {
                     refilling: AtomicBool::new(false),
                     wanted: AtomicU64::new(1),
                     exhausted: std::sync::OnceLock::new(),
+                    stats: parking_lot::Mutex::new(RefillStats::default()),
                     end,
                 })
             })
@@ -296,8 +373,20 @@ impl SegmentService {
             let started = Instant::now();
             match self.store.claim_within(tag, plan.step, tb.end).await {
                 Ok(segment) => {
+                    let took = started.elapsed();
                     metrics::histogram!("floe_segment_refill_seconds", "tag" => tag.to_string())
-                        .record(started.elapsed().as_secs_f64());
+                        .record(took.as_secs_f64());
+                    {
+                        let mut stats = tb.stats.lock();
+                        stats.last_refill_ms = Some(took.as_secs_f64() * 1000.0);
+                        if stats.claims.len() == STEP_HISTORY {
+                            stats.claims.pop_front();
+                        }
+                        stats.claims.push_back(Claim {
+                            unix_ms: unix_ms(),
+                            step: segment.len(),
+                        });
+                    }
                     metrics::counter!("floe_segment_refills_total", "tag" => tag.to_string())
                         .increment(1);
                     if let Err(e) = tb.buffer.install(segment) {
@@ -329,6 +418,7 @@ impl SegmentService {
                 Err(e) => {
                     metrics::counter!("floe_segment_refill_errors_total", "tag" => tag.to_string())
                         .increment(1);
+                    tb.stats.lock().errors += 1;
                     let pause = backoff.next();
                     tracing::warn!(tag, error = %e, retry_in = ?pause, "segment refill failed");
                     tb.buffer.refill_failed(e.to_string());
@@ -437,7 +527,7 @@ impl SegmentService {
     /// This node's buffer of `tag`, if it has one.
     pub fn state(&self, tag: &str) -> Option<TagState> {
         let tb = self.tags.read().get(tag)?.clone();
-        Some(TagState::of(tag, tb.buffer.state()))
+        Some(TagState::of(tag, &tb))
     }
 
     /// The tags this node holds a buffer of.
@@ -448,10 +538,7 @@ impl SegmentService {
     /// State of every buffered tag.
     pub fn states(&self) -> Vec<TagState> {
         let tags = self.tags.read();
-        let mut out: Vec<TagState> = tags
-            .iter()
-            .map(|(tag, tb)| TagState::of(tag, tb.buffer.state()))
-            .collect();
+        let mut out: Vec<TagState> = tags.iter().map(|(tag, tb)| TagState::of(tag, tb)).collect();
         out.sort_by(|a, b| a.tag.cmp(&b.tag));
         out
     }

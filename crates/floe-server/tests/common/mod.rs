@@ -26,6 +26,32 @@ pub fn config() -> Config {
     c
 }
 
+/// A node leasing a 1-bit worker id (layout `time:41/1ms@2020-01-01 worker:1 seq:12`) from the
+/// test Redis in `namespace`, with the lease `ttl` (e.g. `"3s"`), without segment mode.
+pub fn redis_lease_config(namespace: &str, ttl: &str) -> Config {
+    let mut c = Config::from_toml(&format!(
+        r#"
+[snowflake]
+layout = "time:41/1ms@2020-01-01 worker:1 seq:12"
+max_drift = "50ms"
+
+[segment]
+enabled = false
+
+[registry]
+kind = "redis"
+url = "{}"
+namespace = "{namespace}"
+ttl = "{ttl}"
+fields = ["worker"]
+"#,
+        floe_testkit::redis_url()
+    ))
+    .expect("valid lease configuration");
+    c.log.level = LogLevel::Warn;
+    c
+}
+
 /// A server running in this process.
 pub struct TestServer {
     /// Binary TCP address.

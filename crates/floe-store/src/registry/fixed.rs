@@ -184,17 +184,28 @@ impl KubernetesRegistry {
 trait Fixed: Send + Sync + std::fmt::Debug {
     /// The lease of the fixed id, or why it does not fit `req`'s pool.
     fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError>;
+
+    /// Where the id comes from, for [`WorkerRegistry::describe`].
+    fn describe(&self) -> String;
 }
 
 impl Fixed for StaticRegistry {
     fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         StaticRegistry::lease(self, req)
     }
+
+    fn describe(&self) -> String {
+        "static".to_string()
+    }
 }
 
 impl Fixed for KubernetesRegistry {
     fn lease(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         KubernetesRegistry::lease(self, req)
+    }
+
+    fn describe(&self) -> String {
+        format!("kubernetes (ordinal of host `{}`)", self.hostname)
     }
 }
 
@@ -218,6 +229,10 @@ impl<F: Fixed> WorkerRegistry for F {
 
     fn leases_expire(&self) -> bool {
         false
+    }
+
+    fn describe(&self) -> String {
+        Fixed::describe(self)
     }
 }
 

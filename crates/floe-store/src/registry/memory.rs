@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{bounded, Lease, LeaseRequest, RegistryError, WorkerRegistry};
+use super::{bounded, Lease, LeaseRequest, RegistryError, WorkerRegistry, WorkerSlot, MAX_LISTED};
 
 /// How a simulated outage behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +180,40 @@ impl WorkerRegistry for MemoryRegistry {
             })
         })
         .await
+    }
+
+    async fn list(&self, req: &LeaseRequest) -> Result<Vec<WorkerSlot>, RegistryError> {
+        req.validate()?;
+        self.call(|state| {
+            let now = Instant::now();
+            let ms = |a: Instant, b: Instant| {
+                i64::try_from(a.saturating_duration_since(b).as_millis()).unwrap_or(i64::MAX)
+            };
+            let mut slots: Vec<WorkerSlot> = state
+                .slots
+                .iter()
+                .filter(|((ns, id), _)| *ns == req.namespace && *id < req.pool_size)
+                .map(|((_, id), slot)| WorkerSlot {
+                    worker_id: *id,
+                    owner: slot.owner.clone(),
+                    epoch: slot.epoch,
+                    expires_in_ms: slot
+                        .owner
+                        .as_ref()
+                        .map(|_| ms(slot.expires, now) - ms(now, slot.expires)),
+                    high_water_ms: slot.high_water_ms,
+                    held: slot.owner.is_some() && slot.expires > now,
+                })
+                .collect();
+            slots.sort_by_key(|s| s.worker_id);
+            slots.truncate(MAX_LISTED);
+            Ok(slots)
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_string()
     }
 
     async fn renew(

@@ -127,6 +127,29 @@ pub struct Lease {
     pub previous_high_water_ms: Option<u64>,
 }
 
+/// One id of a namespace as the registry's store sees it (for the console's cluster view).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerSlot {
+    /// The id, in `0..pool_size`.
+    pub worker_id: u32,
+    /// The holder's owner token; `None` once released.
+    pub owner: Option<String>,
+    /// Fencing epoch of the current or last grant.
+    pub epoch: u64,
+    /// Milliseconds until the grant lapses, on the store's clock (negative: lapsed); `None` when
+    /// the id is free.
+    pub expires_in_ms: Option<i64>,
+    /// Highest high-water mark (Unix ms) stored for the id.
+    pub high_water_ms: Option<u64>,
+    /// Whether a live holder has it now (an owner and an expiry in the future).
+    pub held: bool,
+}
+
+/// Most ids [`WorkerRegistry::list`] returns: a console needs the live part of a pool, not a
+/// 2^31-row answer.
+pub const MAX_LISTED: usize = 4096;
+
 /// Why a registry call failed. Each variant is something the caller acts on differently.
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -211,6 +234,19 @@ pub trait WorkerRegistry: Send + Sync + Debug {
         lease: &Lease,
         high_water_ms: u64,
     ) -> Result<(), RegistryError>;
+
+    /// Every id of `req.namespace` below `req.pool_size` the store has a record of, lowest first
+    /// and at most [`MAX_LISTED`], with its holder, epoch and expiry. Registries without a
+    /// shared store (static, Kubernetes) know of no other node and list nothing.
+    async fn list(&self, req: &LeaseRequest) -> Result<Vec<WorkerSlot>, RegistryError> {
+        let _ = req;
+        Ok(Vec::new())
+    }
+
+    /// Where the registry keeps its leases, without any password (`sql at …`, `redis at …`).
+    fn describe(&self) -> String {
+        "static".to_string()
+    }
 
     /// Whether leases expire (and so need heartbeats and a fence); false for static ids.
     fn leases_expire(&self) -> bool {

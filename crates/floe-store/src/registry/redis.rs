@@ -21,7 +21,9 @@ use ::redis::Script;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::{bounded, redact_url, Lease, LeaseRequest, RegistryError, WorkerRegistry};
+use super::{
+    bounded, redact_url, Lease, LeaseRequest, RegistryError, WorkerRegistry, WorkerSlot, MAX_LISTED,
+};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "floe";
@@ -213,6 +215,41 @@ impl RedisRegistry {
         result
     }
 
+    /// The ids of a namespace that were ever granted (each has an epoch key), below `pool`,
+    /// lowest first, at most [`MAX_LISTED`]; `SCAN`, so Redis is never blocked by a `KEYS`.
+    async fn granted_ids(
+        &self,
+        conn: &mut ConnectionManager,
+        namespace: &str,
+        pool: u32,
+    ) -> Result<Vec<u32>, RegistryError> {
+        let prefix = format!("{}:epoch:", self.base(namespace));
+        let pattern = format!("{prefix}*");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await
+                .map_err(|e| RegistryError::unavailable(&self.shown, "listing ids failed", e))?;
+            ids.extend(
+                keys.iter()
+                    .filter_map(|k| k.strip_prefix(&prefix)?.parse::<u32>().ok())
+                    .filter(|id| *id < pool),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(ids.into_iter().take(MAX_LISTED).collect())
+    }
+
     /// Runs the renew or release script for a lease.
     async fn if_held(
         &self,
@@ -281,6 +318,56 @@ impl WorkerRegistry for RedisRegistry {
             epoch,
             previous_high_water_ms,
         })
+    }
+
+    async fn list(&self, req: &LeaseRequest) -> Result<Vec<WorkerSlot>, RegistryError> {
+        req.validate()?;
+        let result = bounded(self.call_timeout, &self.shown, async {
+            let mut conn = self.connection().await?;
+            let ids = self
+                .granted_ids(&mut conn, &req.namespace, req.pool_size)
+                .await?;
+            let mut pipe = ::redis::pipe();
+            for id in &ids {
+                let [worker, epoch, hw] = self.keys(&req.namespace, *id);
+                pipe.get(&worker).pttl(&worker).get(epoch).get(hw);
+            }
+            type Row = (Option<String>, i64, Option<u64>, Option<u64>);
+            let rows: Vec<Row> = if ids.is_empty() {
+                Vec::new()
+            } else {
+                let flat: Vec<::redis::Value> = pipe.query_async(&mut conn).await.map_err(|e| {
+                    RegistryError::unavailable(&self.shown, "listing ids failed", e)
+                })?;
+                flat.chunks(4)
+                    .map(|c| ::redis::from_redis_value(&::redis::Value::Array(c.to_vec())))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        RegistryError::unavailable(&self.shown, "a listed id is ill-formed", e)
+                    })?
+            };
+            Ok(ids
+                .into_iter()
+                .zip(rows)
+                .map(|(id, (owner, pttl, epoch, hw))| WorkerSlot {
+                    worker_id: id,
+                    held: owner.is_some() && pttl > 0,
+                    expires_in_ms: owner.as_ref().map(|_| pttl.max(0)),
+                    owner,
+                    epoch: epoch.unwrap_or(0),
+                    high_water_ms: hw,
+                })
+                .collect())
+        })
+        .await;
+        if result.is_err() {
+            self.conn.lock().await.take();
+        }
+        result
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (prefix {})", self.shown, self.prefix)
     }
 
     async fn renew(

@@ -27,7 +27,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::OnceCell;
 
-use super::{bounded, redact_url, Lease, LeaseRequest, RegistryError, WorkerRegistry};
+use super::{
+    bounded, redact_url, Lease, LeaseRequest, RegistryError, WorkerRegistry, WorkerSlot, MAX_LISTED,
+};
 use crate::db::{lazy_pool, sqlite_wal, Dialect};
 
 /// Default table name.
@@ -57,6 +59,8 @@ struct Statements {
     renew: String,
     /// Frees the id and raises the mark iff the owner and epoch still match.
     release: String,
+    /// Every row of a namespace below the pool size, with its expiry on the database's clock.
+    list: String,
 }
 
 impl Statements {
@@ -102,6 +106,10 @@ impl Statements {
             release: sql(format!(
                 "UPDATE {table} SET owner = NULL, expires_at_ms = 0, high_water_ms = COALESCE(?, ?) \
                  WHERE namespace = ? AND worker_id = ? AND owner = ? AND epoch = ?"
+            )),
+            list: sql(format!(
+                "SELECT worker_id, owner, epoch, expires_at_ms - {now}, high_water_ms FROM {table} \
+                 WHERE namespace = ? AND worker_id < ? ORDER BY worker_id LIMIT {MAX_LISTED}"
             )),
         }
     }
@@ -354,6 +362,42 @@ impl WorkerRegistry for SqlRegistry {
             self.claim(req).await
         })
         .await
+    }
+
+    async fn list(&self, req: &LeaseRequest) -> Result<Vec<WorkerSlot>, RegistryError> {
+        req.validate()?;
+        bounded(self.call_timeout, &self.shown, async {
+            self.ensure_schema().await?;
+            let rows = sqlx::query(&self.sql.list)
+                .bind(req.namespace.as_str())
+                .bind(i64::from(req.pool_size))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("listing ids", e))?;
+            rows.iter()
+                .map(|row| {
+                    let read = |e| self.err("reading a listed id", e);
+                    let id: i64 = row.try_get(0).map_err(read)?;
+                    let owner: Option<String> = row.try_get(1).map_err(read)?;
+                    let epoch: i64 = row.try_get(2).map_err(read)?;
+                    let left: i64 = row.try_get(3).map_err(read)?;
+                    let hw: Option<i64> = row.try_get(4).map_err(read)?;
+                    Ok(WorkerSlot {
+                        worker_id: u32::try_from(id).unwrap_or(u32::MAX),
+                        held: owner.is_some() && left > 0,
+                        expires_in_ms: owner.as_ref().map(|_| left),
+                        owner,
+                        epoch: u64::try_from(epoch).unwrap_or(0),
+                        high_water_ms: hw.and_then(|h| u64::try_from(h).ok()),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (table {})", self.shown, self.table)
     }
 
     async fn renew(

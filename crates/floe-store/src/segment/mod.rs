@@ -67,6 +67,7 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), StoreError> {
 
 /// One row of the segment table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TagRow {
     /// The business tag.
     pub tag: String,
@@ -79,6 +80,7 @@ pub struct TagRow {
 /// One number sequence definition as the admin API stored it, as text; the server validates it
 /// (`floe_core::numbers::Sequence::new`) when it reads it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SequenceRow {
     /// The sequence's name (primary key).
     pub name: String,

@@ -194,6 +194,61 @@ pub async fn high_water_never_goes_down(make: Factory<'_>) {
     assert_eq!(next.previous_high_water_ms, Some(mark - 500));
 }
 
+/// The listing shows who holds which id, with epoch, expiry and mark; released ids stay listed
+/// without a holder, ids at or above the pool size and other namespaces are left out.
+pub async fn listing_shows_holders(make: Factory<'_>) {
+    let reg = make();
+    let ns = unique("list");
+    assert_eq!(reg.list(&request(&ns, 8, LONG_TTL)).await.unwrap(), []);
+    let reqs: Vec<_> = (0..3).map(|_| request(&ns, 8, LONG_TTL)).collect();
+    let mut leases = Vec::new();
+    for req in &reqs {
+        leases.push(reg.acquire(req).await.unwrap());
+    }
+    reg.renew(&reqs[0], &leases[0], 1_234).await.unwrap();
+    reg.release(&reqs[2], &leases[2], 777).await.unwrap();
+    // Another namespace and a narrower pool do not leak into the answer.
+    let other = request(&unique("list_other"), 8, LONG_TTL);
+    reg.acquire(&other).await.unwrap();
+    let slots = reg.list(&request(&ns, 8, LONG_TTL)).await.unwrap();
+    assert_eq!(
+        slots.iter().map(|s| s.worker_id).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{slots:?}"
+    );
+    for (slot, (req, lease)) in slots.iter().zip(reqs.iter().zip(&leases)).take(2) {
+        assert!(slot.held, "{slot:?}");
+        assert_eq!(slot.owner.as_deref(), Some(req.owner.as_str()));
+        assert!(slot.epoch >= lease.epoch, "{slot:?} {lease:?}");
+        let left = slot.expires_in_ms.expect("a held id expires");
+        assert!(
+            left > 0 && left <= LONG_TTL.as_millis() as i64 + 1_000,
+            "{slot:?}"
+        );
+    }
+    assert_eq!(slots[0].high_water_ms, Some(1_234));
+    let released = &slots[2];
+    assert!(!released.held && released.owner.is_none(), "{released:?}");
+    assert_eq!(released.expires_in_ms, None);
+    assert_eq!(released.high_water_ms, Some(777));
+    let narrow = reg.list(&request(&ns, 1, LONG_TTL)).await.unwrap();
+    assert_eq!(narrow.iter().map(|s| s.worker_id).collect::<Vec<_>>(), [0]);
+    // An expired lease is listed as not held.
+    let short = unique("list_short");
+    let req = request(&short, 2, SHORT_TTL);
+    reg.acquire(&req).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let slots = reg.list(&req).await.unwrap();
+        if !slots[0].held {
+            assert!(slots[0].expires_in_ms.unwrap_or(0) <= 0, "{slots:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease never lapsed: {slots:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A listener that accepts connections and never answers: a hung store.
 pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
