@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use thiserror::Error;
+use wide::u64x4;
 
 use crate::clock::Clock;
 use crate::highwater::{HighWater, HighWaterError};
@@ -338,9 +339,9 @@ impl Reservation {
 
     /// Appends the IDs to `out`, reserving space once.
     pub fn extend_into(&self, out: &mut Vec<u64>) {
-        out.reserve(self.len as usize);
-        let step = self.step();
-        self.for_each_run(|id, len| out.extend((0..len).map(|k| id + k * step)));
+        let start = out.len();
+        out.resize(start + self.len as usize, 0);
+        self.fill(&mut out[start..]);
     }
 
     /// Writes the IDs into `out`, which must hold exactly `len` elements.
@@ -350,11 +351,36 @@ impl Reservation {
         let mut rest = out;
         self.for_each_run(|id, len| {
             let (run, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
-            for (k, slot) in run.iter_mut().enumerate() {
-                *slot = id + k as u64 * step;
-            }
+            write_run(run, id, step);
             rest = tail;
         });
+    }
+}
+
+/// Writes `id, id + step, id + 2·step, …` into `run`.
+///
+/// Eight IDs at a time from two 4-lane vectors advanced by `8 · step`, instead of `id + k · step` per ID: x86-64's
+/// baseline vector ISA has no 64-bit multiply, so the multiply form compiled to ~3.4 instructions per ID, and the
+/// plain induction form is scalarised by LLVM into one 8-byte store per ID. `wide`'s vectors keep it to one 16-byte
+/// store (32 with AVX2) per two (four) IDs, which is what a batch of 1,000 is bound by. Additions wrap because the
+/// vectors are advanced once past the run's last ID; those values are never written.
+#[inline]
+fn write_run(run: &mut [u64], id: u64, step: u64) {
+    let lane = |k: u64| id.wrapping_add(k.wrapping_mul(step));
+    let mut lo = u64x4::from([lane(0), lane(1), lane(2), lane(3)]);
+    let mut hi = lo + u64x4::splat(step.wrapping_mul(4));
+    let stride = u64x4::splat(step.wrapping_mul(8));
+    let mut chunks = run.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let (a, b) = chunk.split_at_mut(4);
+        a.copy_from_slice(&lo.to_array());
+        b.copy_from_slice(&hi.to_array());
+        lo += stride;
+        hi += stride;
+    }
+    let next = lo.to_array()[0];
+    for (k, slot) in chunks.into_remainder().iter_mut().enumerate() {
+        *slot = next.wrapping_add((k as u64).wrapping_mul(step));
     }
 }
 
@@ -1189,5 +1215,29 @@ impl<'g, C: Clock> LaneHandle<'g, C> {
         self.id = self.id.wrapping_add(self.step);
         self.left -= 1;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_run;
+
+    #[test]
+    fn write_run_matches_the_plain_sum_at_every_length_and_step() {
+        for len in 0..=19usize {
+            for (id, step) in [
+                (0, 1),
+                (7, 1 << 22),
+                (u64::MAX - 100, 1),
+                (1 << 62, 1 << 40),
+            ] {
+                let mut out = vec![0u64; len];
+                write_run(&mut out, id, step);
+                let want: Vec<u64> = (0..len as u64)
+                    .map(|k| id.wrapping_add(k.wrapping_mul(step)))
+                    .collect();
+                assert_eq!(out, want, "len {len}, id {id}, step {step}");
+            }
+        }
     }
 }
