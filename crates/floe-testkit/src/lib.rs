@@ -57,6 +57,19 @@ pub fn redis_url() -> String {
     std::env::var("FLOE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The shared 3-member etcd cluster for tests (`./scripts/services` starts it):
+/// `FLOE_TEST_ETCD_ENDPOINTS`, comma-separated, default the three loopback members.
+pub fn etcd_endpoints() -> Vec<String> {
+    std::env::var("FLOE_TEST_ETCD_ENDPOINTS")
+        .unwrap_or_else(|_| {
+            "http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379".into()
+        })
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
 /// A name (letters, digits, `_`) unique to this process, call and moment.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

@@ -7,6 +7,8 @@
 //! - [`KubernetesRegistry`]: the StatefulSet ordinal from the host name, plus an offset; never expires;
 //! - [`SqlRegistry`]: a table in SQLite, PostgreSQL or MySQL/MariaDB, expiry on the database's clock;
 //! - [`RedisRegistry`]: `SET NX PX` with an owner token, compare-owner Lua scripts, no pub/sub;
+//! - `EtcdRegistry` (feature `etcd`): keys bound to etcd leases, claimed by transactions,
+//!   fenced by the grant's revision;
 //! - [`MemoryRegistry`]: in-process, for tests (works with tokio's paused clock).
 //!
 //! Expiring leases are kept by the server's lease keeper (`floe_server::keeper`), which renews them every `ttl / 3` and *fences*
@@ -25,6 +27,8 @@ use async_trait::async_trait;
 use floe_core::{FieldKind, Layout};
 use thiserror::Error;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod fixed;
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -32,6 +36,8 @@ pub mod redis;
 #[cfg(feature = "sql")]
 pub mod sql;
 
+#[cfg(feature = "etcd")]
+pub use self::etcd::{EtcdConfig, EtcdRegistry, EtcdTls};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisRegistry};
 pub use fixed::{resolve_worker_id, KubernetesRegistry, StaticRegistry, WorkerIdSource};
@@ -189,7 +195,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// An [`RegistryError::Unavailable`] with a cause.
-    #[cfg(any(feature = "sql", feature = "redis"))]
+    #[cfg(any(feature = "sql", feature = "redis", feature = "etcd"))]
     pub(crate) fn unavailable(
         store: &str,
         what: impl Into<String>,
@@ -281,6 +287,9 @@ pub enum RegistryConfig {
     /// Leases in Redis.
     #[cfg(feature = "redis")]
     Redis(RedisConfig),
+    /// Leases in etcd.
+    #[cfg(feature = "etcd")]
+    Etcd(EtcdConfig),
 }
 
 impl RegistryConfig {
@@ -307,6 +316,8 @@ impl RegistryConfig {
             RegistryConfig::Sql(config) => std::sync::Arc::new(SqlRegistry::new(config)?),
             #[cfg(feature = "redis")]
             RegistryConfig::Redis(config) => std::sync::Arc::new(RedisRegistry::new(config)?),
+            #[cfg(feature = "etcd")]
+            RegistryConfig::Etcd(config) => std::sync::Arc::new(EtcdRegistry::new(config)?),
         })
     }
 }

@@ -76,6 +76,24 @@ pub async fn forty_claimers_on_32_ids(make: Factory<'_>) {
     );
 }
 
+/// Waits until the store shows `id` as no longer held: a lapse is the store's decision, on its
+/// clock and at its granularity (etcd leases are whole seconds, at least 1 s), so the checks
+/// poll its listing instead of sleeping a fixed time.
+pub async fn wait_lapsed(reg: &dyn WorkerRegistry, req: &LeaseRequest, id: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let slots = reg.list(req).await.unwrap();
+        if slots.iter().any(|s| s.worker_id == id && !s.held) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease on id {id} never lapsed: {slots:?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// An expired lease is granted again, with a higher epoch and the earlier holder's mark; the
 /// earlier holder's renewal then fails.
 pub async fn expiry_reclaims(make: Factory<'_>) {
@@ -87,7 +105,7 @@ pub async fn expiry_reclaims(make: Factory<'_>) {
     reg.renew(&first_req, &first, 1_000).await.unwrap();
     let live = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(live.id, 1, "a live lease is not granted twice");
-    sleep(SHORT_TTL * 2).await;
+    wait_lapsed(&*reg, &first_req, 0).await;
     let second = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(second.id, 0, "the lowest expired id is reclaimed");
     assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
@@ -104,7 +122,7 @@ pub async fn renewal_after_expiry_keeps_an_untaken_id(make: Factory<'_>) {
     let ns = unique("late");
     let req = request(&ns, 4, SHORT_TTL);
     let lease = reg.acquire(&req).await.unwrap();
-    sleep(SHORT_TTL * 2).await;
+    wait_lapsed(&*reg, &req, lease.id).await;
     reg.renew(&req, &lease, 5).await.unwrap();
     let other = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(other.id, 1, "the renewed id is held again");

@@ -1,0 +1,160 @@
+//! The etcd worker-id registry against the real 3-member etcd cluster on loopback
+//! (`FLOE_TEST_ETCD_ENDPOINTS`, default the three members `./scripts/services` starts). A missing
+//! etcd fails these tests.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, DeleteOptions, GetOptions};
+use floe_store::registry::{EtcdConfig, EtcdRegistry, LeaseRequest, WorkerRegistry};
+use floe_testkit::{etcd_endpoints, unique};
+
+/// A registry on `endpoints` under `prefix`.
+fn registry(
+    endpoints: Vec<String>,
+    prefix: &str,
+    call_timeout: Duration,
+) -> Arc<dyn WorkerRegistry> {
+    let config = EtcdConfig {
+        key_prefix: prefix.to_string(),
+        call_timeout,
+        ..EtcdConfig::new(endpoints)
+    };
+    Arc::new(EtcdRegistry::new(&config).unwrap())
+}
+
+/// A key prefix of its own for one test, whose keys are deleted when the test ends.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Prefix {
+        Prefix(format!("/{}", unique("floetest")))
+    }
+
+    fn factory(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
+        move || registry(etcd_endpoints(), &self.0, Duration::from_secs(5))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        // Best effort, on a runtime of its own so it also runs when a test panics.
+        let prefix = format!("{}/", self.0);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut client = Client::connect(etcd_endpoints(), None).await.ok()?;
+                client
+                    .delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_claimers_on_32_ids() {
+    let p = Prefix::new();
+    common::forty_claimers_on_32_ids(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_reclaims() {
+    let p = Prefix::new();
+    common::expiry_reclaims(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_after_expiry_keeps_an_untaken_id() {
+    let p = Prefix::new();
+    common::renewal_after_expiry_keeps_an_untaken_id(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_id_is_reused() {
+    let p = Prefix::new();
+    common::released_id_is_reused(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_owner_is_lost() {
+    let p = Prefix::new();
+    common::non_owner_is_lost(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_water_never_goes_down() {
+    let p = Prefix::new();
+    common::high_water_never_goes_down(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_shows_holders() {
+    let p = Prefix::new();
+    common::listing_shows_holders(&p.factory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_etcd_is_unavailable_within_the_call_timeout() {
+    let (addr, hole) = common::black_hole().await;
+    let timeout = Duration::from_millis(500);
+    let reg = registry(vec![format!("http://{addr}")], "/floetest", timeout);
+    common::hung_store_is_unavailable(reg, timeout).await;
+    hole.abort();
+}
+
+/// What etcd itself holds for a grant: the worker key bound to a lease of at least the ttl
+/// (whole seconds, rounded up), the grant key whose revision is the epoch, and a release that
+/// revokes the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_a_key_on_an_etcd_lease_and_its_revision_is_the_epoch() {
+    let p = Prefix::new();
+    let reg = p.factory()();
+    let req = LeaseRequest::new(unique("raw"), 4, Duration::from_millis(2_500));
+    let lease = reg.acquire(&req).await.unwrap();
+    let mut client = Client::connect(etcd_endpoints(), None).await.unwrap();
+    let base = format!("{}/{}", p.0, req.namespace);
+    let worker = client
+        .get(format!("{base}/worker/{}", lease.id), None)
+        .await
+        .unwrap();
+    let worker = &worker.kvs()[0];
+    assert_eq!(worker.value(), req.owner.as_bytes());
+    assert_ne!(worker.lease(), 0, "the worker key is bound to a lease");
+    let ttl = client
+        .lease_time_to_live(worker.lease(), None)
+        .await
+        .unwrap();
+    assert_eq!(ttl.granted_ttl(), 3, "2.5 s rounds up to 3 s");
+    let grant = client
+        .get(format!("{base}/grant/{}", lease.id), None)
+        .await
+        .unwrap();
+    assert_eq!(grant.kvs()[0].mod_revision() as u64, lease.epoch);
+    reg.release(&req, &lease, 42).await.unwrap();
+    let after = client
+        .lease_time_to_live(worker.lease(), None)
+        .await
+        .unwrap();
+    assert!(after.ttl() <= 0, "the release revoked the lease: {after:?}");
+    let left = client
+        .get(
+            format!("{base}/worker/"),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.count(), 0);
+    let hw = client
+        .get(format!("{base}/hw/{}", lease.id), None)
+        .await
+        .unwrap();
+    assert_eq!(hw.kvs()[0].value(), b"42");
+}
