@@ -158,3 +158,29 @@ async fn a_grant_is_a_key_on_an_etcd_lease_and_its_revision_is_the_epoch() {
         .unwrap();
     assert_eq!(hw.kvs()[0].value(), b"42");
 }
+
+/// A member that refuses connections and one that accepts and never answers are skipped:
+/// every call still succeeds within the call timeout through the members that work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_and_hung_members_are_skipped_within_the_call_timeout() {
+    let p = Prefix::new();
+    let (hole, hole_task) = common::black_hole().await;
+    let call_timeout = Duration::from_secs(3);
+    let mut endpoints = vec!["http://127.0.0.1:1".to_string(), format!("http://{hole}")];
+    endpoints.extend(etcd_endpoints());
+    let reg = registry(endpoints, &p.0, call_timeout);
+    let req = LeaseRequest::new(unique("failover"), 8, Duration::from_secs(5));
+    for round in 0..5u64 {
+        let started = tokio::time::Instant::now();
+        let lease = reg.acquire(&req).await.unwrap();
+        reg.renew(&req, &lease, 100 + round).await.unwrap();
+        reg.release(&req, &lease, 100 + round).await.unwrap();
+        assert!(
+            started.elapsed() < call_timeout * 3,
+            "round {round}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(lease.id, 0, "the id is released each round and claimed again");
+    }
+    hole_task.abort();
+}

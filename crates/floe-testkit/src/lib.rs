@@ -6,6 +6,7 @@
 //!   defaulting to the loopback services of the development machine);
 //! - [`unique`]: names no other test or earlier run uses (tables, key prefixes, tags);
 //! - [`FloeProcess`]: a `floe serve` child process, its addresses, signals, kill on drop;
+//! - [`EtcdCluster`]: a 3-member etcd cluster of a test's own, whose leader can be killed;
 //! - [`Tmpfs`]: a small tmpfs for disk-full tests, unmounted on drop;
 //! - [`eventually`], [`consistently`] (and their async twins): poll with a deadline instead of
 //!   sleeping, failing with a message that names what was awaited;
@@ -19,6 +20,7 @@
 
 #[cfg(feature = "tokio")]
 mod chaos;
+mod etcd;
 #[cfg(feature = "tokio")]
 pub mod http;
 mod ids;
@@ -28,6 +30,7 @@ mod wait;
 
 #[cfg(feature = "tokio")]
 pub use chaos::ChaosProxy;
+pub use etcd::EtcdCluster;
 pub use ids::{assert_increasing, assert_unique};
 pub use process::{
     clean_command, collect, fake_clock, libfaketime, serve_args, FloeProcess, STARTUP,

@@ -52,9 +52,79 @@ pub(super) struct RegistryBuilder {
     fields: Option<List>,
     offset: Int,
     call_timeout: Dur,
+    // Read only by the etcd registry; parsed in every build so that a config naming them gets
+    // "built without etcd" rather than "unknown field".
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    endpoints: Option<List>,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    user: Text,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    password: Text,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    tls_ca_file: Text,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    tls_cert_file: Text,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    tls_key_file: Text,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    tls_domain: Text,
 }
 
 impl RegistryBuilder {
+    /// The etcd registry: `endpoints` (a list, or `url` with comma-separated endpoints),
+    /// `user`/`password`, `tls_*` files, `key_prefix`.
+    #[cfg(feature = "etcd")]
+    fn etcd(&self, call_timeout: Duration) -> Result<RegistryConfig, ConfigError> {
+        use floe_store::registry::{EtcdConfig, EtcdRegistry, EtcdTls};
+        let endpoints: Vec<String> = match (&self.endpoints, self.url.text()) {
+            (Some(list), _) => list.0.iter().map(|e| e.text().trim().to_owned()).collect(),
+            (None, Some(url)) => url.split(',').map(|e| e.trim().to_owned()).collect(),
+            (None, None) => vec![floe_store::registry::etcd::DEFAULT_ENDPOINT.to_owned()],
+        };
+        let mut c = EtcdConfig::new(endpoints);
+        c.key_prefix = self.key_prefix.get("registry.key_prefix", &c.key_prefix)?;
+        c.call_timeout = call_timeout;
+        c.user = match (self.user.text(), self.password.text()) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "registry.user",
+                    "(one of user and password)",
+                    "both registry.user and registry.password, or neither",
+                ))
+            }
+        };
+        let tls = EtcdTls {
+            ca_file: self.tls_ca_file.text(),
+            cert_file: self.tls_cert_file.text(),
+            key_file: self.tls_key_file.text(),
+            domain: self.tls_domain.text(),
+        };
+        if tls != EtcdTls::default() {
+            c.tls = Some(tls);
+        }
+        // The same checks the registry makes, at start, naming the setting.
+        EtcdRegistry::new(&c).map_err(|e| {
+            invalid(
+                "registry.endpoints",
+                format!("{:?}", c.endpoints),
+                e.to_string(),
+            )
+        })?;
+        Ok(RegistryConfig::Etcd(c))
+    }
+
+    /// Without the `etcd` feature, `kind = "etcd"` says how to get it.
+    #[cfg(not(feature = "etcd"))]
+    fn etcd(&self, _call_timeout: Duration) -> Result<RegistryConfig, ConfigError> {
+        Err(invalid(
+            "registry.kind",
+            "\"etcd\"",
+            "a registry this build has: it was built without the `etcd` feature; build with `cargo build --release -p floe --features etcd` (needs protoc)",
+        ))
+    }
+
     /// Validates `[registry]` against the validated snowflake settings (layout, drift);
     /// `None` for the static identity.
     pub(super) fn build(
@@ -121,11 +191,12 @@ impl RegistryBuilder {
                 c.call_timeout = call_timeout;
                 RegistryConfig::Redis(c)
             }
+            "etcd" => self.etcd(call_timeout)?,
             _ => {
                 return Err(invalid(
                     "registry.kind",
                     format!("{kind:?}"),
-                    "static, sql, redis or kubernetes",
+                    "static, sql, redis, etcd or kubernetes",
                 ))
             }
         };

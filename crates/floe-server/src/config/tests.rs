@@ -426,7 +426,7 @@ fn segment_and_registry_keys_are_validated() {
             "segment.refill_threshold",
         ),
         ("[segment]\nmin_step = 10\nmax_step = 5", "segment.min_step"),
-        ("[registry]\nkind = \"zookeeper\"", "registry.kind"),
+        ("[registry]\nkind = \"consul\"", "registry.kind"),
         ("[registry]\nkind = \"sql\"", "registry.url"),
         ("[registry]\nkind = \"redis\"\nttl = \"4s\"", "registry.ttl"),
         (
@@ -633,4 +633,78 @@ fn number_sequences_are_validated_naming_their_keys() {
     .unwrap();
     assert_eq!(loaded.config.numbers[0].name(), "inv");
     assert_eq!(loaded.config.numbers[0].step(), 20);
+}
+
+#[test]
+#[cfg(feature = "etcd")]
+fn etcd_registry_takes_endpoints_auth_and_tls() {
+    use floe_store::registry::{EtcdTls, RegistryConfig};
+    let c = Config::from_toml(
+        "[registry]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nuser = \"floe\"\npassword = \"pw\"\nkey_prefix = \"/ids\"",
+    )
+    .unwrap();
+    let RegistryConfig::Etcd(e) = c.registry.unwrap().registry else {
+        panic!("not etcd")
+    };
+    assert_eq!(
+        e.endpoints,
+        ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    );
+    assert_eq!(e.user, Some(("floe".into(), "pw".into())));
+    assert_eq!(e.key_prefix, "/ids");
+    // `url` with commas does the same (handy in an environment variable); the default is local.
+    let c = Config::from_toml(
+        "[registry]\nkind = \"etcd\"\nurl = \"https://a:2379, https://b:2379\"\ntls_ca_file = \"/etc/etcd/ca.pem\"",
+    )
+    .unwrap();
+    let RegistryConfig::Etcd(e) = c.registry.unwrap().registry else {
+        panic!("not etcd")
+    };
+    assert_eq!(e.endpoints, ["https://a:2379", "https://b:2379"]);
+    assert_eq!(
+        e.tls,
+        Some(EtcdTls {
+            ca_file: Some("/etc/etcd/ca.pem".into()),
+            ..EtcdTls::default()
+        })
+    );
+    let c = Config::from_toml("[registry]\nkind = \"etcd\"").unwrap();
+    let RegistryConfig::Etcd(e) = c.registry.unwrap().registry else {
+        panic!("not etcd")
+    };
+    assert_eq!(e.endpoints, ["http://127.0.0.1:2379"]);
+    for (toml, key, why) in [
+        (
+            "user = \"floe\"",
+            "registry.user",
+            "both registry.user and registry.password",
+        ),
+        (
+            "url = \"https://a:2379\"",
+            "registry.endpoints",
+            "need the CA file",
+        ),
+        (
+            "url = \"a:2379\"",
+            "registry.endpoints",
+            "expected http://host:port",
+        ),
+    ] {
+        let e = Config::from_toml(&format!("[registry]\nkind = \"etcd\"\n{toml}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && e.contains(why), "{toml}: {e}");
+    }
+}
+
+#[test]
+#[cfg(not(feature = "etcd"))]
+fn etcd_registry_without_the_feature_says_how_to_build_it() {
+    let e = Config::from_toml("[registry]\nkind = \"etcd\"\nendpoints = [\"http://a:2379\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("registry.kind") && e.contains("--features etcd"),
+        "{e}"
+    );
 }

@@ -92,9 +92,13 @@ pub struct EtcdRegistry {
     config: EtcdConfig,
     /// `etcd at …`, for errors.
     shown: String,
-    /// The client, made on first use (so a node can start while etcd is down) and dropped after
-    /// a failed call, so a connection that hangs without closing is replaced.
-    client: Mutex<Option<Client>>,
+    /// One client per endpoint, made on first use (so a node can start while etcd is down) and
+    /// dropped after a failed call, so a connection that hangs without closing is replaced.
+    /// Not etcd-client's balanced channel over all endpoints: it keeps routing calls to a dead
+    /// member, which would fence every node for as long as one member is down.
+    clients: Mutex<Vec<Option<Client>>>,
+    /// The endpoint calls go to until it fails; then the next one.
+    current: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for EtcdRegistry {
@@ -178,7 +182,8 @@ impl EtcdRegistry {
         Ok(EtcdRegistry {
             shown: format!("etcd at {}", config.endpoints.join(",")),
             config: config.clone(),
-            client: Mutex::new(None),
+            clients: Mutex::new(vec![None; config.endpoints.len()]),
+            current: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -216,15 +221,22 @@ impl EtcdRegistry {
         Ok(Some(tls))
     }
 
-    /// The shared client, connecting if there is none.
-    async fn client(&self) -> Result<Client, RegistryError> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref() {
+    /// Bound on one attempt at one member: a share of the call timeout, so a member that hangs
+    /// leaves time to try the others within the call.
+    fn attempt_timeout(&self) -> Duration {
+        let n = u32::try_from(self.config.endpoints.len()).unwrap_or(u32::MAX);
+        (self.config.call_timeout / n).max(Duration::from_millis(100).min(self.config.call_timeout))
+    }
+
+    /// The client of endpoint `i`, made if there is none (no I/O: it connects on first use).
+    async fn client(&self, i: usize) -> Result<Client, RegistryError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = &clients[i] {
             return Ok(client.clone());
         }
         let mut options = ConnectOptions::new()
-            .with_connect_timeout(self.config.call_timeout)
-            .with_timeout(self.config.call_timeout)
+            .with_connect_timeout(self.attempt_timeout())
+            .with_timeout(self.attempt_timeout())
             // A member cut off from the others refuses instead of serving a stale view.
             .with_require_leader(true);
         if let Some((user, password)) = &self.config.user {
@@ -233,23 +245,50 @@ impl EtcdRegistry {
         if let Some(tls) = self.tls()? {
             options = options.with_tls(tls);
         }
-        let client = Client::connect(&self.config.endpoints, Some(options))
+        let endpoint = &self.config.endpoints[i];
+        let client = Client::connect([endpoint], Some(options))
             .await
-            .map_err(|e| self.unavailable("cannot connect", e))?;
-        *slot = Some(client.clone());
+            .map_err(|e| self.unavailable(format!("cannot connect to {endpoint}"), e))?;
+        clients[i] = Some(client.clone());
         Ok(client)
     }
 
-    /// Runs one call within the call timeout; a failure drops the client.
-    async fn run<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, RegistryError>>,
-    ) -> Result<T, RegistryError> {
-        let result = bounded(self.config.call_timeout, &self.shown, call).await;
-        if matches!(result, Err(RegistryError::Unavailable { .. })) {
-            self.client.lock().await.take();
-        }
-        result
+    /// Runs `call` against the current member; when that member fails or does not answer in
+    /// its share of the call timeout, against the next one, until each was tried once or the
+    /// call timeout is spent. Every operation is guarded by compare-and-set, so repeating one
+    /// that committed without its reply arriving either finds it done or fails cleanly.
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T, RegistryError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        use std::sync::atomic::Ordering;
+        let n = self.config.endpoints.len();
+        bounded(self.config.call_timeout, &self.shown, async {
+            let mut last = None;
+            for _ in 0..n {
+                let i = self.current.load(Ordering::Relaxed) % n;
+                let endpoint = &self.config.endpoints[i];
+                let shown = format!("etcd at {endpoint}");
+                let attempt = async { call(self.client(i).await?).await };
+                match bounded(self.attempt_timeout(), &shown, attempt).await {
+                    Err(e @ RegistryError::Unavailable { .. }) => {
+                        tracing::debug!(endpoint, error = %e, "etcd member failed; trying the next");
+                        self.clients.lock().await[i] = None;
+                        let _ = self.current.compare_exchange(
+                            i,
+                            (i + 1) % n,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                        last = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+            Err(last.unwrap_or_else(|| RegistryError::Config("no etcd endpoint".to_string())))
+        })
+        .await
     }
 
     /// `{prefix}/{namespace}/`, the start of every key of a namespace.
@@ -386,11 +425,11 @@ impl EtcdRegistry {
 
     async fn renew_once(
         &self,
+        mut client: Client,
         req: &LeaseRequest,
         lease: &Lease,
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
-        let mut client = self.client().await?;
         let keys = self.keys(&req.namespace, lease.id);
         let [worker, grant, hw] = &keys;
         let epoch = i64::try_from(lease.epoch).map_err(|_| Self::lost(req, lease))?;
@@ -462,11 +501,11 @@ impl EtcdRegistry {
 
     async fn release_once(
         &self,
+        mut client: Client,
         req: &LeaseRequest,
         lease: &Lease,
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
-        let mut client = self.client().await?;
         let keys = self.keys(&req.namespace, lease.id);
         let [worker, grant, hw] = &keys;
         let epoch = i64::try_from(lease.epoch).map_err(|_| Self::lost(req, lease))?;
@@ -495,25 +534,34 @@ impl EtcdRegistry {
         }
     }
 
-    async fn acquire_once(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
-        let mut client = self.client().await?;
+    async fn acquire_once(
+        &self,
+        mut client: Client,
+        req: &LeaseRequest,
+    ) -> Result<Lease, RegistryError> {
         let workers = format!("{}worker/", self.base(&req.namespace));
-        let held: BTreeSet<u32> = client
-            .get(
-                workers.as_str(),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
+        let listed = client
+            .get(workers.as_str(), Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(|e| self.unavailable("listing held ids failed", e))?
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                String::from_utf8_lossy(kv.key())
-                    .strip_prefix(&workers)?
-                    .parse()
-                    .ok()
-            })
-            .collect();
+            .map_err(|e| self.unavailable("listing held ids failed", e))?;
+        let mut held = BTreeSet::new();
+        for kv in listed.kvs() {
+            let Some(id) = String::from_utf8_lossy(kv.key())
+                .strip_prefix(&workers)
+                .and_then(|i| i.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if kv.value() == req.owner.as_bytes() && id < req.pool_size {
+                // An earlier attempt of this very request committed, but its reply was lost
+                // (a member died, a timeout): the id is already ours. Hand it out instead of
+                // claiming a second one.
+                if let Some(lease) = self.adopt(&mut client, req, id).await? {
+                    return Ok(lease);
+                }
+            }
+            held.insert(id);
+        }
         let lease_id = self.grant_lease(&mut client, req).await?;
         // Lowest free id first; a claim lost to another node moves on to the next free id, so
         // racing claimers spread over the pool instead of retrying one id.
@@ -556,8 +604,35 @@ impl EtcdRegistry {
         })
     }
 
-    async fn list_once(&self, req: &LeaseRequest) -> Result<Vec<WorkerSlot>, RegistryError> {
-        let mut client = self.client().await?;
+    /// The lease on `id` that `req`'s owner already holds, as [`WorkerRegistry::acquire`] would
+    /// have returned it; `None` if the record does not show one.
+    async fn adopt(
+        &self,
+        client: &mut Client,
+        req: &LeaseRequest,
+        id: u32,
+    ) -> Result<Option<Lease>, RegistryError> {
+        let rec = self.record(client, &self.keys(&req.namespace, id)).await?;
+        let owned = |kv: &Option<KeyValue>| {
+            kv.as_ref()
+                .is_some_and(|k| k.value() == req.owner.as_bytes())
+        };
+        if !(owned(&rec.worker) && owned(&rec.grant)) {
+            return Ok(None);
+        }
+        Ok(Some(Lease {
+            id,
+            owner: req.owner.clone(),
+            epoch: u64::try_from(mod_rev(&rec.grant)).unwrap_or(0),
+            previous_high_water_ms: self.mark(&rec.hw)?,
+        }))
+    }
+
+    async fn list_once(
+        &self,
+        mut client: Client,
+        req: &LeaseRequest,
+    ) -> Result<Vec<WorkerSlot>, RegistryError> {
         let base = self.base(&req.namespace);
         let resp = client
             .get(base.as_str(), Some(GetOptions::new().with_prefix()))
@@ -620,7 +695,7 @@ impl EtcdRegistry {
 impl WorkerRegistry for EtcdRegistry {
     async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         req.validate()?;
-        self.run(self.acquire_once(req)).await
+        self.run(|c| self.acquire_once(c, req)).await
     }
 
     async fn renew(
@@ -630,7 +705,8 @@ impl WorkerRegistry for EtcdRegistry {
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
         req.validate()?;
-        self.run(self.renew_once(req, lease, high_water_ms)).await
+        self.run(|c| self.renew_once(c, req, lease, high_water_ms))
+            .await
     }
 
     async fn release(
@@ -640,12 +716,13 @@ impl WorkerRegistry for EtcdRegistry {
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
         req.validate()?;
-        self.run(self.release_once(req, lease, high_water_ms)).await
+        self.run(|c| self.release_once(c, req, lease, high_water_ms))
+            .await
     }
 
     async fn list(&self, req: &LeaseRequest) -> Result<Vec<WorkerSlot>, RegistryError> {
         req.validate()?;
-        self.run(self.list_once(req)).await
+        self.run(|c| self.list_once(c, req)).await
     }
 
     fn describe(&self) -> String {
