@@ -7,6 +7,7 @@
 //! - [`KubernetesRegistry`]: the StatefulSet ordinal from the host name, plus an offset; never expires;
 //! - [`SqlRegistry`]: a table in SQLite, PostgreSQL or MySQL/MariaDB, expiry on the database's clock;
 //! - [`RedisRegistry`]: `SET NX PX` with an owner token, compare-owner Lua scripts, no pub/sub;
+//! - [`ZookeeperRegistry`]: an ephemeral node per holder, one ZooKeeper session per lease;
 //! - [`MemoryRegistry`]: in-process, for tests (works with tokio's paused clock).
 //!
 //! Expiring leases are kept by the server's lease keeper (`floe_server::keeper`), which renews them every `ttl / 3` and *fences*
@@ -31,9 +32,13 @@ pub mod memory;
 pub mod redis;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisRegistry};
+#[cfg(feature = "zookeeper")]
+pub use self::zookeeper::{ZookeeperConfig, ZookeeperRegistry};
 pub use fixed::{resolve_worker_id, KubernetesRegistry, StaticRegistry, WorkerIdSource};
 pub use memory::MemoryRegistry;
 #[cfg(feature = "sql")]
@@ -189,7 +194,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// An [`RegistryError::Unavailable`] with a cause.
-    #[cfg(any(feature = "sql", feature = "redis"))]
+    #[cfg(any(feature = "sql", feature = "redis", feature = "zookeeper"))]
     pub(crate) fn unavailable(
         store: &str,
         what: impl Into<String>,

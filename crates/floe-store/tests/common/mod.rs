@@ -5,7 +5,9 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,21 @@ pub type Factory<'a> = &'a (dyn Fn() -> Arc<dyn WorkerRegistry> + Sync);
 pub const LONG_TTL: Duration = Duration::from_secs(30);
 /// A ttl short enough to wait out (the minimum the registries accept is 300 ms).
 pub const SHORT_TTL: Duration = Duration::from_millis(300);
+
+/// Makes the leases a check holds lapse, so the store no longer counts them as held. Redis and
+/// SQL leases lapse by themselves once their ttl passes ([`sleep_past_ttl`]); a ZooKeeper
+/// session is kept alive by its client's pings, so its test cuts the holder off instead.
+pub type Lapse<'a> = &'a (dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Sync);
+
+/// The lapse of a store that expires leases by itself: wait out [`SHORT_TTL`] twice.
+pub fn sleep_past_ttl() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(sleep(SHORT_TTL * 2))
+}
+
+/// No lapse at all: the check polls until the store's own expiry shows.
+pub fn no_lapse() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async {})
+}
 
 pub fn request(namespace: &str, pool_size: u32, ttl: Duration) -> LeaseRequest {
     LeaseRequest::new(namespace, pool_size, ttl)
@@ -79,6 +96,11 @@ pub async fn forty_claimers_on_32_ids(make: Factory<'_>) {
 /// An expired lease is granted again, with a higher epoch and the earlier holder's mark; the
 /// earlier holder's renewal then fails.
 pub async fn expiry_reclaims(make: Factory<'_>) {
+    expiry_reclaims_with(make, &sleep_past_ttl).await;
+}
+
+/// [`expiry_reclaims`], the leases made to lapse by `lapse`.
+pub async fn expiry_reclaims_with(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("expiry");
     let first_req = request(&ns, 4, SHORT_TTL);
@@ -87,7 +109,7 @@ pub async fn expiry_reclaims(make: Factory<'_>) {
     reg.renew(&first_req, &first, 1_000).await.unwrap();
     let live = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(live.id, 1, "a live lease is not granted twice");
-    sleep(SHORT_TTL * 2).await;
+    lapse().await;
     let second = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(second.id, 0, "the lowest expired id is reclaimed");
     assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
@@ -100,11 +122,16 @@ pub async fn expiry_reclaims(make: Factory<'_>) {
 
 /// A holder cut off past its expiry keeps its id if nobody took it meanwhile.
 pub async fn renewal_after_expiry_keeps_an_untaken_id(make: Factory<'_>) {
+    renewal_after_expiry_keeps_an_untaken_id_with(make, &sleep_past_ttl).await;
+}
+
+/// [`renewal_after_expiry_keeps_an_untaken_id`], the lease made to lapse by `lapse`.
+pub async fn renewal_after_expiry_keeps_an_untaken_id_with(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("late");
     let req = request(&ns, 4, SHORT_TTL);
     let lease = reg.acquire(&req).await.unwrap();
-    sleep(SHORT_TTL * 2).await;
+    lapse().await;
     reg.renew(&req, &lease, 5).await.unwrap();
     let other = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(other.id, 1, "the renewed id is held again");
@@ -197,6 +224,11 @@ pub async fn high_water_never_goes_down(make: Factory<'_>) {
 /// The listing shows who holds which id, with epoch, expiry and mark; released ids stay listed
 /// without a holder, ids at or above the pool size and other namespaces are left out.
 pub async fn listing_shows_holders(make: Factory<'_>) {
+    listing_shows_holders_with(make, &no_lapse).await;
+}
+
+/// [`listing_shows_holders`], the short lease made to lapse by `lapse` before polling.
+pub async fn listing_shows_holders_with(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("list");
     assert_eq!(reg.list(&request(&ns, 8, LONG_TTL)).await.unwrap(), []);
@@ -237,6 +269,7 @@ pub async fn listing_shows_holders(make: Factory<'_>) {
     let short = unique("list_short");
     let req = request(&short, 2, SHORT_TTL);
     reg.acquire(&req).await.unwrap();
+    lapse().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let slots = reg.list(&req).await.unwrap();
