@@ -43,6 +43,8 @@ const EXPIRY_WAIT: Duration = Duration::from_millis(1_500);
 struct Root {
     path: String,
     proxy: Arc<ChaosProxy>,
+    /// Other trees the test made (Leaf's), deleted with the root.
+    also: Vec<String>,
 }
 
 impl Root {
@@ -50,6 +52,7 @@ impl Root {
         Root {
             path: format!("/{}", unique("floetest")),
             proxy: Arc::new(ChaosProxy::start(&zookeeper()).await.unwrap()),
+            also: Vec::new(),
         }
     }
 
@@ -86,14 +89,22 @@ impl Root {
 impl Drop for Root {
     fn drop(&mut self) {
         // Best effort, on a runtime of its own so it also runs when a test panics.
-        let path = self.path.clone();
+        let paths: Vec<String> = std::iter::once(self.path.clone())
+            .chain(self.also.iter().cloned())
+            .collect();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let _ = tokio::time::timeout(Duration::from_secs(10), delete_tree(&path)).await;
+                for path in &paths {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), delete_tree(path)).await;
+                }
+                // Leaf's shared parent, if no other test uses it any more.
+                if let Ok(client) = Client::connect(&zookeeper()).await {
+                    let _ = client.delete("/snowflake", None).await;
+                }
             });
         })
         .join();
@@ -336,4 +347,158 @@ async fn renewal_revives_an_expired_session() {
     reg.renew(&req, &lease, 78).await.unwrap();
     reg.release(&req, &lease, 78).await.unwrap();
     assert!(zk.check_stat(&worker).await.unwrap().is_none());
+}
+
+/// A registry taking over Leaf's endpoint `endpoint` of cluster `leaf_name`.
+fn leaf_registry(root: &str, leaf_name: &str, endpoint: &str) -> Arc<dyn WorkerRegistry> {
+    let config = ZookeeperConfig {
+        root: root.to_string(),
+        call_timeout: Duration::from_secs(5),
+        leaf_name: Some(leaf_name.to_string()),
+        endpoint: Some(endpoint.to_string()),
+        ..ZookeeperConfig::new(zookeeper())
+    };
+    Arc::new(ZookeeperRegistry::new(&config).unwrap())
+}
+
+/// Registers endpoints the way Leaf's `SnowflakeZookeeperHolder` does (a PERSISTENT_SEQUENTIAL
+/// node `{ip}:{port}-` under the forever path, JSON data with the port as a string); returns
+/// each endpoint's sequence number, its worker id.
+async fn leaf_nodes(leaf_name: &str, endpoints: &[(&str, u64)]) -> Vec<u32> {
+    let zk = Client::connect(&zookeeper()).await.unwrap();
+    let forever = format!("/snowflake/{leaf_name}/forever");
+    zk.mkdir(
+        &forever,
+        &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for (endpoint, timestamp) in endpoints {
+        let (ip, port) = endpoint.rsplit_once(':').unwrap();
+        let data = serde_json::json!({"ip": ip, "port": port, "timestamp": timestamp});
+        let (_, seq) = zk
+            .create(
+                &format!("{forever}/{endpoint}-"),
+                data.to_string().as_bytes(),
+                &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        ids.push(u32::try_from(seq.into_i64()).unwrap());
+    }
+    ids
+}
+
+/// Leaf's data for the node of `endpoint`.
+async fn leaf_data(leaf_name: &str, endpoint: &str, id: u32) -> serde_json::Value {
+    let zk = Client::connect(&zookeeper()).await.unwrap();
+    let path = format!("/snowflake/{leaf_name}/forever/{endpoint}-{id:010}");
+    let (data, _) = zk.get_data(&path).await.unwrap();
+    serde_json::from_slice(&data).unwrap()
+}
+
+/// An endpoint Leaf ran on keeps its Leaf worker id, starts after Leaf's stored timestamp and
+/// writes its own marks back for Leaf; endpoints new to Leaf get ids no Leaf node has; two Floe
+/// nodes on one endpoint never share the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_endpoint_keeps_its_worker_id() {
+    let mut root = Root::new().await;
+    let leaf = unique("leaf");
+    root.also.push(format!("/snowflake/{leaf}"));
+    let now = common::unix_ms();
+    let ids = leaf_nodes(
+        &leaf,
+        &[
+            ("10.0.0.1:8080", now - 60_000),
+            ("10.0.0.2:8080", now - 30_000),
+            ("10.0.0.3:8080", now + 5_000),
+        ],
+    )
+    .await;
+    assert_eq!(ids, [0, 1, 2], "Leaf's sequence numbers");
+    let ns = unique("leafns");
+    let taker = leaf_registry(&root.path, &leaf, "10.0.0.3:8080");
+    let req = request(&ns, 8, LONG_TTL);
+    let lease = taker.acquire(&req).await.unwrap();
+    assert_eq!(lease.id, 2, "the endpoint's Leaf worker id");
+    assert_eq!(lease.epoch, 1);
+    assert_eq!(lease.previous_high_water_ms, Some(now + 5_000));
+    taker.renew(&req, &lease, now + 6_000).await.unwrap();
+    assert_eq!(
+        leaf_data(&leaf, "10.0.0.3:8080", 2).await,
+        serde_json::json!({"ip": "10.0.0.3", "port": "8080", "timestamp": now + 6_000})
+    );
+    // Other endpoints' Leaf nodes are not touched.
+    assert_eq!(
+        leaf_data(&leaf, "10.0.0.1:8080", 0).await["timestamp"],
+        now - 60_000
+    );
+    // A Floe node on an endpoint new to Leaf skips every Leaf id.
+    let newcomer = leaf_registry(&root.path, &leaf, "10.0.0.9:8080");
+    let other_req = request(&ns, 8, LONG_TTL);
+    assert_eq!(newcomer.acquire(&other_req).await.unwrap().id, 3);
+    // A second Floe node configured with the same endpoint waits for the id.
+    let twin = leaf_registry(&root.path, &leaf, "10.0.0.3:8080");
+    let twin_req = request(&ns, 8, LONG_TTL);
+    match twin.acquire(&twin_req).await {
+        Err(e @ RegistryError::Unavailable { .. }) => {
+            assert!(
+                e.to_string().contains("held by another live Floe lease"),
+                "{e}"
+            );
+        }
+        r => panic!("a held Leaf id is not granted twice: {r:?}"),
+    }
+    taker.release(&req, &lease, now + 5_500).await.unwrap();
+    assert_eq!(
+        leaf_data(&leaf, "10.0.0.3:8080", 2).await["timestamp"],
+        now + 5_500,
+        "the exact final mark"
+    );
+    let next = twin.acquire(&twin_req).await.unwrap();
+    assert_eq!(next.id, 2);
+    assert!(next.epoch > lease.epoch);
+    assert_eq!(next.previous_high_water_ms, Some(now + 5_500));
+    let slots = twin.list(&twin_req).await.unwrap();
+    assert_eq!(
+        slots
+            .iter()
+            .map(|s| (s.worker_id, s.held))
+            .collect::<Vec<_>>(),
+        [(2, true), (3, true)]
+    );
+}
+
+/// A Leaf worker id outside the pool cannot be taken over; leaf_name and endpoint go together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_id_outside_the_pool_is_refused() {
+    let mut root = Root::new().await;
+    let leaf = unique("leaf");
+    root.also.push(format!("/snowflake/{leaf}"));
+    let now = common::unix_ms();
+    let ids = leaf_nodes(
+        &leaf,
+        &[
+            ("10.0.1.1:80", now),
+            ("10.0.1.2:80", now),
+            ("10.0.1.3:80", now),
+        ],
+    )
+    .await;
+    let reg = leaf_registry(&root.path, &leaf, "10.0.1.3:80");
+    match reg.acquire(&request(&unique("small"), 2, LONG_TTL)).await {
+        Err(RegistryError::Config(msg)) => {
+            assert!(msg.contains(&format!("worker id {}", ids[2])), "{msg}");
+        }
+        r => panic!("expected Config, got {r:?}"),
+    }
+    let half = ZookeeperConfig {
+        leaf_name: Some(leaf.clone()),
+        ..ZookeeperConfig::new(zookeeper())
+    };
+    assert!(matches!(
+        ZookeeperRegistry::new(&half),
+        Err(RegistryError::Config(_))
+    ));
 }

@@ -61,6 +61,21 @@
 //!
 //! With `auth` (`user:password`), every session adds the `digest` credentials and the nodes Floe
 //! creates get the `creator_all` ACL; without it they are open to anyone (`world:anyone`).
+//!
+//! **Taking over a Meituan Leaf cluster** (`leaf_name` and `endpoint` set). Leaf's
+//! `SnowflakeZookeeperHolder` keeps `/snowflake/{leaf_name}/forever/{ip}:{port}-{sequence}`,
+//! PERSISTENT_SEQUENTIAL nodes whose 10-digit sequence is the endpoint's worker id, with data
+//! `{"ip":"…","port":"…","timestamp":ms}`; Leaf never frees them. When this registry's endpoint
+//! has such a node, acquire takes exactly that id (refused with [`RegistryError::Config`] if it is
+//! outside the pool; [`RegistryError::Unavailable`], retried, while another live Floe lease holds
+//! it), in Floe's own scheme above (ids and workers nodes), so Floe nodes never collide with
+//! each other; the lease's previous mark is at least Leaf's stored timestamp. Every renewal that
+//! raises the mark, and the release, also write Leaf's JSON with the mark as `timestamp` to that
+//! node, in the same multi-op: a Leaf node restarted on the endpoint refuses to start until its
+//! clock passes Floe's last IDs (Leaf checks that `timestamp` is not ahead of its clock). An
+//! endpoint without a Leaf node takes the lowest free id that no Leaf endpoint has. Leaf's
+//! sequence counter does not see Floe's ids, so start no Leaf node on a *new* endpoint once Floe
+//! nodes lease ids beside Leaf's: migrate one way.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -96,6 +111,12 @@ pub struct ZookeeperConfig {
     pub call_timeout: Duration,
     /// `user:password` for ZooKeeper's `digest` scheme, if the ensemble requires it.
     pub auth: Option<String>,
+    /// Meituan Leaf's `leaf.name`, to take over a Leaf cluster's worker ids (with `endpoint`):
+    /// see [the module documentation](self).
+    pub leaf_name: Option<String>,
+    /// This node's Leaf endpoint, `ip:port`, as Leaf named its node under
+    /// `/snowflake/{leaf_name}/forever/`.
+    pub endpoint: Option<String>,
 }
 
 impl ZookeeperConfig {
@@ -106,6 +127,8 @@ impl ZookeeperConfig {
             root: DEFAULT_ROOT.to_string(),
             call_timeout: super::DEFAULT_CALL_TIMEOUT,
             auth: None,
+            leaf_name: None,
+            endpoint: None,
         }
     }
 }
@@ -136,6 +159,26 @@ struct LeaseSession {
     client: Client,
     /// The owner token of the lease.
     owner: String,
+    /// The Leaf node of the lease's id, whose timestamp renewals keep after Floe's mark.
+    leaf: Option<String>,
+}
+
+/// Meituan Leaf's nodes for this registry's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeafTakeover {
+    /// `/snowflake/{leaf_name}/forever`.
+    forever: String,
+    /// `ip:port`.
+    endpoint: String,
+}
+
+/// What the Leaf forever directory says.
+#[derive(Debug, Default)]
+struct LeafScan {
+    /// This endpoint's node: path, worker id, stored timestamp (Unix ms).
+    mine: Option<(String, u32, u64)>,
+    /// The worker ids of the other endpoints' nodes, reserved for them.
+    others: HashSet<u32>,
 }
 
 /// (namespace, id, epoch) of a lease.
@@ -160,6 +203,8 @@ pub struct ZookeeperRegistry {
     root: String,
     /// `digest` credentials.
     auth: Option<String>,
+    /// The Leaf cluster to take over, if any.
+    leaf: Option<LeafTakeover>,
     /// `zookeeper at {connect}{root}`, for errors.
     shown: String,
     /// Bound on each call.
@@ -219,10 +264,42 @@ impl ZookeeperRegistry {
                 ));
             }
         }
+        let leaf = match (&config.leaf_name, &config.endpoint) {
+            (None, None) => None,
+            (Some(name), Some(endpoint)) => {
+                if name.is_empty() || name.contains('/') || name.contains(char::is_control) {
+                    return Err(RegistryError::Config(format!(
+                        "zookeeper leaf_name `{name}` must be Leaf's non-empty leaf.name, without `/`"
+                    )));
+                }
+                let valid = endpoint.rsplit_once(':').is_some_and(|(ip, port)| {
+                    !ip.is_empty()
+                        && !port.is_empty()
+                        && port.bytes().all(|b| b.is_ascii_digit())
+                        && !endpoint.contains(['-', '/'])
+                        && !endpoint.contains(char::is_whitespace)
+                });
+                if !valid {
+                    return Err(RegistryError::Config(format!(
+                        "zookeeper endpoint `{endpoint}` must be Leaf's `ip:port` of this node (no `-` or `/`)"
+                    )));
+                }
+                Some(LeafTakeover {
+                    forever: format!("/snowflake/{name}/forever"),
+                    endpoint: endpoint.clone(),
+                })
+            }
+            _ => {
+                return Err(RegistryError::Config(
+                    "zookeeper leaf_name and endpoint go together: set both to take over a Leaf node's worker id, or neither".to_string(),
+                ))
+            }
+        };
         Ok(ZookeeperRegistry {
             connect: connect.to_string(),
             root: root.to_string(),
             auth: config.auth.clone(),
+            leaf,
             shown: format!("zookeeper at {connect}{root}"),
             call_timeout: config.call_timeout,
             shared: tokio::sync::Mutex::new(None),
@@ -432,19 +509,31 @@ impl ZookeeperRegistry {
             .map_err(|e| self.failed(what, e))?
     }
 
-    /// The lease's session, if this registry holds it: `Err(Lost)` if the lease's key is held
-    /// by another owner (someone presenting another owner's id and epoch).
+    /// The lease's session and Leaf node, if this registry holds the lease: `Err(Lost)` if the
+    /// lease's key is held by another owner (someone presenting another owner's id and epoch).
     fn lease_client(
         &self,
         req: &LeaseRequest,
         lease: &Lease,
-    ) -> Result<Option<Client>, RegistryError> {
+    ) -> Result<Option<(Client, Option<String>)>, RegistryError> {
         let leases = self.leases.lock();
         match leases.get(&(req.namespace.clone(), lease.id, lease.epoch)) {
             Some(held) if held.owner != lease.owner => Err(Self::lost(req, lease)),
-            Some(held) => Ok(Some(held.client.clone())),
+            Some(held) => Ok(Some((held.client.clone(), held.leaf.clone()))),
             None => Ok(None),
         }
+    }
+
+    /// Remembers a lease's session.
+    fn remember(&self, req: &LeaseRequest, lease: &Lease, client: Client, leaf: Option<String>) {
+        self.leases.lock().insert(
+            (req.namespace.clone(), lease.id, lease.epoch),
+            LeaseSession {
+                client,
+                owner: lease.owner.clone(),
+                leaf,
+            },
+        );
     }
 
     /// Forgets a lease (closing its session once the last clone is dropped).
@@ -456,12 +545,91 @@ impl ZookeeperRegistry {
         }
     }
 
-    /// Claims `id` if free; `Ok(None)` on a lost race.
+    /// Reads Leaf's forever directory: this endpoint's node, and the ids of the others.
+    async fn scan_leaf(&self, client: &Client) -> Result<LeafScan, RegistryError> {
+        let Some(leaf) = &self.leaf else {
+            return Ok(LeafScan::default());
+        };
+        let children = match client.list_children(&leaf.forever).await {
+            Ok(children) => children,
+            Err(zk::Error::NoNode) => return Ok(LeafScan::default()),
+            Err(e) => return Err(self.failed(&format!("listing {}", leaf.forever), e)),
+        };
+        let mut scan = LeafScan::default();
+        let mut mine = Vec::new();
+        for name in &children {
+            // `{ip}:{port}-{10-digit sequence}`; the sequence is the worker id.
+            let Some((endpoint, seq)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(id) = seq.parse::<u32>() else {
+                continue; // not Leaf's, or beyond any pool
+            };
+            if endpoint == leaf.endpoint {
+                mine.push((name.clone(), id));
+            } else {
+                scan.others.insert(id);
+            }
+        }
+        if mine.len() > 1 {
+            return Err(RegistryError::Config(format!(
+                "Leaf has several nodes for endpoint {} under {} ({}); delete the stale ones so the endpoint's worker id is known",
+                leaf.endpoint,
+                leaf.forever,
+                mine.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if let Some((name, id)) = mine.pop() {
+            let path = format!("{}/{name}", leaf.forever);
+            let (data, _) = client
+                .get_data(&path)
+                .await
+                .map_err(|e| self.failed(&format!("reading {path}"), e))?;
+            let timestamp = serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v.get("timestamp")?.as_u64())
+                .ok_or_else(|| {
+                    self.ill_formed(&path, "no numeric `timestamp` in Leaf's endpoint data")
+                })?;
+            scan.mine = Some((path, id, timestamp));
+        }
+        Ok(scan)
+    }
+
+    /// Leaf's data for this registry's endpoint with `timestamp` (Unix ms), as Leaf writes it
+    /// (`port` a string).
+    fn leaf_data(&self, timestamp: u64) -> Vec<u8> {
+        let endpoint = self.leaf.as_ref().map_or("", |l| l.endpoint.as_str());
+        let (ip, port) = endpoint.rsplit_once(':').unwrap_or((endpoint, ""));
+        serde_json::to_vec(&serde_json::json!({"ip": ip, "port": port, "timestamp": timestamp}))
+            .expect("Leaf's data serializes")
+    }
+
+    /// The Leaf node of a lease this registry has no session for (revived from elsewhere).
+    async fn leaf_node_of(
+        &self,
+        client: &Client,
+        id: u32,
+    ) -> Result<Option<String>, RegistryError> {
+        if self.leaf.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .scan_leaf(client)
+            .await?
+            .mine
+            .filter(|(_, mine, _)| *mine == id)
+            .map(|(path, _, _)| path))
+    }
+
+    /// Claims `id` if free; `Ok(None)` on a lost race. `floor` raises the previous mark (Leaf's
+    /// timestamp of the id).
     async fn try_claim(
         &self,
         client: &Client,
         req: &LeaseRequest,
         id: u32,
+        floor: Option<u64>,
     ) -> Result<Option<Lease>, RegistryError> {
         let (id_path, worker_path) = self.paths(&req.namespace, id);
         let current = match client.get_data(&id_path).await {
@@ -501,7 +669,7 @@ impl ZookeeperRegistry {
                 id,
                 owner: req.owner.clone(),
                 epoch: record.epoch,
-                previous_high_water_ms: record.high_water_ms,
+                previous_high_water_ms: record.high_water_ms.max(floor),
             })),
             Err(MultiWriteError::OperationFailed {
                 source: zk::Error::NodeExists | zk::Error::BadVersion,
@@ -511,10 +679,61 @@ impl ZookeeperRegistry {
         }
     }
 
+    /// Acquires within the call timeout.
+    async fn acquire_bounded(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
+        let client = self.lease_session(req).await?;
+        self.make_dirs(&client, &req.namespace).await?;
+        let scan = self.scan_leaf(&client).await?;
+        if let Some((path, id, timestamp)) = scan.mine {
+            // This endpoint ran Leaf: its id is the Leaf node's sequence, nothing else.
+            if id >= req.pool_size {
+                return Err(RegistryError::Config(format!(
+                    "Leaf node {path} gives this endpoint worker id {id}, outside the pool 0..{}; widen the layout's node field(s) to Leaf's",
+                    req.pool_size
+                )));
+            }
+            return match self.try_claim(&client, req, id, Some(timestamp)).await? {
+                Some(lease) => {
+                    self.remember(req, &lease, client, Some(path));
+                    Ok(lease)
+                }
+                None => Err(RegistryError::Unavailable {
+                    store: self.shown.clone(),
+                    what: format!(
+                        "worker id {id} of Leaf endpoint {} ({path}) is held by another live Floe lease; it frees when that holder's session expires (within its ttl): is another node configured with this endpoint?",
+                        self.leaf.as_ref().map_or("", |l| l.endpoint.as_str())
+                    ),
+                    source: None,
+                }),
+            };
+        }
+        let workers = self.workers_dir(&req.namespace);
+        let mut taken: HashSet<u32> = client
+            .list_children(&workers)
+            .await
+            .map_err(|e| self.failed(&format!("listing {workers}"), e))?
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        // Ids Leaf gave other endpoints stay theirs.
+        taken.extend(scan.others);
+        for id in (0..req.pool_size).filter(|id| !taken.contains(id)) {
+            if let Some(lease) = self.try_claim(&client, req, id, None).await? {
+                self.remember(req, &lease, client, None);
+                return Ok(lease);
+            }
+        }
+        Err(RegistryError::Exhausted {
+            namespace: req.namespace.clone(),
+            pool_size: req.pool_size,
+        })
+    }
+
     /// Renews through the lease's own live session.
     async fn renew_live(
         &self,
         client: &Client,
+        leaf: Option<&str>,
         req: &LeaseRequest,
         lease: &Lease,
         high_water_ms: u64,
@@ -547,10 +766,25 @@ impl ZookeeperRegistry {
                 ..record
             };
             let json = serde_json::to_vec(&raised).expect("an id record serializes");
-            match client.set_data(&id_path, &json, Some(version)).await {
+            let mut writer = client.new_multi_writer();
+            let built = writer
+                .add_set_data(&id_path, &json, Some(version))
+                .and_then(|()| match leaf {
+                    Some(path) => writer.add_set_data(path, &self.leaf_data(high_water_ms), None),
+                    None => Ok(()),
+                });
+            if let Err(e) = built {
+                return Check::Done(Err(self.failed("renew", e)));
+            }
+            match writer.commit().await {
                 Ok(_) => return Check::Done(Ok(())),
-                Err(zk::Error::BadVersion) => continue,
-                Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return Check::Dead,
+                Err(MultiWriteError::OperationFailed {
+                    source: zk::Error::BadVersion,
+                    ..
+                }) => continue,
+                Err(MultiWriteError::RequestFailed {
+                    source: zk::Error::SessionExpired | zk::Error::ClientClosed,
+                }) => return Check::Dead,
                 Err(e) => return Check::Done(Err(self.failed("renew", e))),
             }
         }
@@ -563,6 +797,7 @@ impl ZookeeperRegistry {
         &self,
         req: &LeaseRequest,
         lease: &Lease,
+        leaf: Option<String>,
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
         let shared = self.shared().await?;
@@ -575,10 +810,15 @@ impl ZookeeperRegistry {
         let Some((record, version)) = record.filter(|(r, _)| r.epoch == lease.epoch) else {
             return Err(Self::lost(req, lease));
         };
+        let leaf = match leaf {
+            Some(path) => Some(path),
+            None => self.leaf_node_of(&shared, lease.id).await?,
+        };
         let client = self.lease_session(req).await?;
         let (id_path, worker_path) = self.paths(&req.namespace, lease.id);
+        let mark = record.high_water_ms.unwrap_or(0).max(high_water_ms);
         let raised = IdRecord {
-            high_water_ms: Some(record.high_water_ms.unwrap_or(0).max(high_water_ms)),
+            high_water_ms: Some(mark),
             ..record
         };
         let record_json = serde_json::to_vec(&raised).expect("an id record serializes");
@@ -597,16 +837,14 @@ impl ZookeeperRegistry {
                     &CreateMode::Ephemeral.with_acls(self.acls()),
                 )
             })
+            .and_then(|()| match &leaf {
+                Some(path) => writer.add_set_data(path, &self.leaf_data(mark), None),
+                None => Ok(()),
+            })
             .map_err(|e| self.failed("renew", e))?;
         match writer.commit().await {
             Ok(_) => {
-                self.leases.lock().insert(
-                    (req.namespace.clone(), lease.id, lease.epoch),
-                    LeaseSession {
-                        client,
-                        owner: lease.owner.clone(),
-                    },
-                );
+                self.remember(req, lease, client, leaf);
                 Ok(())
             }
             Err(MultiWriteError::OperationFailed {
@@ -618,15 +856,17 @@ impl ZookeeperRegistry {
     }
 
     /// Releases: deletes the workers node (if the session still holds it) and bumps the epoch
-    /// with the exact final mark, in one multi-op.
+    /// with the exact final mark, in one multi-op (with Leaf's timestamp, for a Leaf id).
     async fn release_checked(
         &self,
         req: &LeaseRequest,
         lease: &Lease,
         high_water_ms: u64,
     ) -> Result<(), RegistryError> {
-        let mut own = self
-            .lease_client(req, lease)?
+        let known = self.lease_client(req, lease)?;
+        let mut leaf = known.as_ref().and_then(|(_, leaf)| leaf.clone());
+        let mut own = known
+            .map(|(client, _)| client)
             .filter(|c| !c.state().is_terminated());
         let (id_path, worker_path) = self.paths(&req.namespace, lease.id);
         for _ in 0..CAS_TRIES {
@@ -645,6 +885,9 @@ impl ZookeeperRegistry {
             let Some((record, version)) = record.filter(|(r, _)| r.epoch == lease.epoch) else {
                 return Err(Self::lost(req, lease));
             };
+            if leaf.is_none() {
+                leaf = self.leaf_node_of(&client, lease.id).await?;
+            }
             let mut writer = client.new_multi_writer();
             let final_record = IdRecord {
                 epoch: record.epoch + 1,
@@ -653,6 +896,10 @@ impl ZookeeperRegistry {
             let json = serde_json::to_vec(&final_record).expect("an id record serializes");
             writer
                 .add_set_data(&id_path, &json, Some(version))
+                .and_then(|()| match &leaf {
+                    Some(path) => writer.add_set_data(path, &self.leaf_data(high_water_ms), None),
+                    None => Ok(()),
+                })
                 .map_err(|e| self.failed("release", e))?;
             if let Some((holder, stat)) = holder {
                 let session = own.as_ref().map(|c| c.session_id().0);
@@ -693,35 +940,7 @@ impl WorkerRegistry for ZookeeperRegistry {
     async fn acquire(&self, req: &LeaseRequest) -> Result<Lease, RegistryError> {
         req.validate()?;
         self.check_namespace(&req.namespace)?;
-        self.run(async {
-            let client = self.lease_session(req).await?;
-            self.make_dirs(&client, &req.namespace).await?;
-            let workers = self.workers_dir(&req.namespace);
-            let held: HashSet<u32> = client
-                .list_children(&workers)
-                .await
-                .map_err(|e| self.failed(&format!("listing {workers}"), e))?
-                .iter()
-                .filter_map(|name| name.parse().ok())
-                .collect();
-            for id in (0..req.pool_size).filter(|id| !held.contains(id)) {
-                if let Some(lease) = self.try_claim(&client, req, id).await? {
-                    self.leases.lock().insert(
-                        (req.namespace.clone(), lease.id, lease.epoch),
-                        LeaseSession {
-                            client,
-                            owner: req.owner.clone(),
-                        },
-                    );
-                    return Ok(lease);
-                }
-            }
-            Err(RegistryError::Exhausted {
-                namespace: req.namespace.clone(),
-                pool_size: req.pool_size,
-            })
-        })
-        .await
+        self.run(self.acquire_bounded(req)).await
     }
 
     async fn renew(
@@ -734,16 +953,19 @@ impl WorkerRegistry for ZookeeperRegistry {
         self.check_namespace(&req.namespace)?;
         let result = self
             .run(async {
-                if let Some(client) = self.lease_client(req, lease)? {
+                let mut leaf = None;
+                if let Some((client, node)) = self.lease_client(req, lease)? {
                     if !client.state().is_terminated() {
-                        if let Check::Done(result) =
-                            self.renew_live(&client, req, lease, high_water_ms).await
+                        if let Check::Done(result) = self
+                            .renew_live(&client, node.as_deref(), req, lease, high_water_ms)
+                            .await
                         {
                             return result;
                         }
                     }
+                    leaf = node;
                 }
-                self.revive(req, lease, high_water_ms).await
+                self.revive(req, lease, leaf, high_water_ms).await
             })
             .await;
         if matches!(result, Err(RegistryError::Lost { .. })) {
