@@ -286,6 +286,9 @@ pub enum RegistryConfig {
     /// Leases in Redis.
     #[cfg(feature = "redis")]
     Redis(RedisConfig),
+    /// Leases as ephemeral nodes in ZooKeeper.
+    #[cfg(feature = "zookeeper")]
+    Zookeeper(ZookeeperConfig),
 }
 
 impl RegistryConfig {
@@ -312,6 +315,10 @@ impl RegistryConfig {
             RegistryConfig::Sql(config) => std::sync::Arc::new(SqlRegistry::new(config)?),
             #[cfg(feature = "redis")]
             RegistryConfig::Redis(config) => std::sync::Arc::new(RedisRegistry::new(config)?),
+            #[cfg(feature = "zookeeper")]
+            RegistryConfig::Zookeeper(config) => {
+                std::sync::Arc::new(ZookeeperRegistry::new(config)?)
+            }
         })
     }
 }

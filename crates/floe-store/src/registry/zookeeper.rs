@@ -1066,3 +1066,79 @@ impl WorkerRegistry for ZookeeperRegistry {
         self.shown.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::RegistryConfig;
+    use super::*;
+
+    fn refused(config: ZookeeperConfig, needle: &str) {
+        match ZookeeperRegistry::new(&config) {
+            Err(RegistryError::Config(msg)) => assert!(msg.contains(needle), "{msg}"),
+            other => panic!("expected Config containing `{needle}`, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_is_checked_without_io() {
+        let ok = ZookeeperConfig::new("10.0.0.1:2181,10.0.0.2:2181");
+        let reg = ZookeeperRegistry::new(&ok).unwrap();
+        assert_eq!(
+            reg.describe(),
+            "zookeeper at 10.0.0.1:2181,10.0.0.2:2181/floe"
+        );
+        let opened = RegistryConfig::Zookeeper(ok.clone())
+            .open(|_| None)
+            .unwrap();
+        assert!(opened.leases_expire());
+        refused(ZookeeperConfig::new(""), "connect string");
+        refused(ZookeeperConfig::new("zk1"), "host:port");
+        for root in ["floe", "/", "/floe/", "/a//b", "/a/../b"] {
+            refused(
+                ZookeeperConfig {
+                    root: root.to_string(),
+                    ..ok.clone()
+                },
+                "zookeeper root",
+            );
+        }
+        refused(
+            ZookeeperConfig {
+                auth: Some("nopassword".to_string()),
+                ..ok.clone()
+            },
+            "user:password",
+        );
+        refused(
+            ZookeeperConfig {
+                endpoint: Some("10.0.0.3:8080".to_string()),
+                ..ok.clone()
+            },
+            "go together",
+        );
+        refused(
+            ZookeeperConfig {
+                leaf_name: Some("leaf".to_string()),
+                endpoint: Some("host-1:8080".to_string()),
+                ..ok.clone()
+            },
+            "endpoint",
+        );
+        ZookeeperRegistry::new(&ZookeeperConfig {
+            leaf_name: Some("com.sankuai.leaf.opensource.test".to_string()),
+            endpoint: Some("10.0.0.3:8080".to_string()),
+            ..ok
+        })
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn namespace_must_be_a_path_segment() {
+        let reg = ZookeeperRegistry::new(&ZookeeperConfig::new("127.0.0.1:1")).unwrap();
+        let e = reg
+            .acquire(&LeaseRequest::new("a/b", 4, DEFAULT_TTL))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::Config(_)), "{e}");
+    }
+}
