@@ -4,12 +4,12 @@
 //! - [`highwater`]: the high-water mark as a file (fsync, atomic rename, advisory lock);
 //! - [`segment`]: segment stores — SQLite, PostgreSQL, MySQL/MariaDB (the segment service that
 //!   buffers them is the server's, `floe_server::segment`);
-//! - [`registry`]: worker-id registries — static, SQL, Redis, Kubernetes.
+//! - [`registry`]: worker-id registries — static, SQL, Redis, ZooKeeper, Kubernetes.
 //!
-//! Cargo features choose the drivers (both on by default): `sql` builds sqlx, the SQL segment
-//! store and the SQL registry; `redis` the Redis registry. Without them the crate is the
-//! high-water file, the store and registry traits, and the static, Kubernetes and in-memory
-//! registries.
+//! Cargo features choose the drivers (all on by default): `sql` builds sqlx, the SQL segment
+//! store and the SQL registry; `redis` the Redis registry; `zookeeper` the ZooKeeper registry.
+//! Without them the crate is the high-water file, the store and registry traits, and the
+//! static, Kubernetes and in-memory registries.
 
 #![warn(missing_docs)]
 

@@ -180,7 +180,10 @@ async fn dead_and_hung_members_are_skipped_within_the_call_timeout() {
             "round {round}: {:?}",
             started.elapsed()
         );
-        assert_eq!(lease.id, 0, "the id is released each round and claimed again");
+        assert_eq!(
+            lease.id, 0,
+            "the id is released each round and claimed again"
+        );
     }
     hole_task.abort();
 }

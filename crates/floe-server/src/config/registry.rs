@@ -14,6 +14,8 @@ use super::{invalid, ms, ConfigError};
 const DEFAULT_KIND: &str = "static";
 /// Default `registry.url` of the Redis registry (SQL has no default: it names the database).
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default `registry.url` of the ZooKeeper registry (its connect string).
+const DEFAULT_ZOOKEEPER: &str = "127.0.0.1:2181";
 /// Default `registry.namespace`.
 const DEFAULT_NAMESPACE: &str = "floe";
 /// Default `registry.ttl`.
@@ -56,9 +58,7 @@ pub(super) struct RegistryBuilder {
     // "built without etcd" rather than "unknown field".
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     endpoints: Option<List>,
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     user: Text,
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     password: Text,
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     tls_ca_file: Text,
@@ -68,6 +68,8 @@ pub(super) struct RegistryBuilder {
     tls_key_file: Text,
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     tls_domain: Text,
+    leaf_name: Text,
+    endpoint: Text,
 }
 
 impl RegistryBuilder {
@@ -84,17 +86,7 @@ impl RegistryBuilder {
         let mut c = EtcdConfig::new(endpoints);
         c.key_prefix = self.key_prefix.get("registry.key_prefix", &c.key_prefix)?;
         c.call_timeout = call_timeout;
-        c.user = match (self.user.text(), self.password.text()) {
-            (Some(user), Some(password)) => Some((user, password)),
-            (None, None) => None,
-            _ => {
-                return Err(invalid(
-                    "registry.user",
-                    "(one of user and password)",
-                    "both registry.user and registry.password, or neither",
-                ))
-            }
-        };
+        c.user = self.user_password()?;
         let tls = EtcdTls {
             ca_file: self.tls_ca_file.text(),
             cert_file: self.tls_cert_file.text(),
@@ -113,6 +105,40 @@ impl RegistryBuilder {
             )
         })?;
         Ok(RegistryConfig::Etcd(c))
+    }
+
+    /// The ZooKeeper registry: `url` is the connect string (`host:port[,host:port…]`),
+    /// `key_prefix` the root path, `user`/`password` digest auth, `leaf_name` and `endpoint` the
+    /// Meituan Leaf node to take over.
+    fn zookeeper(&self, call_timeout: Duration) -> Result<RegistryConfig, ConfigError> {
+        use floe_store::registry::{ZookeeperConfig, ZookeeperRegistry};
+        let connect = self
+            .url
+            .text()
+            .map_or_else(|| DEFAULT_ZOOKEEPER.to_owned(), |u| u.trim().to_owned());
+        let mut c = ZookeeperConfig::new(connect);
+        c.root = self.key_prefix.get("registry.key_prefix", &c.root)?;
+        c.call_timeout = call_timeout;
+        c.auth = self.user_password()?.map(|(u, p)| format!("{u}:{p}"));
+        c.leaf_name = self.leaf_name.text();
+        c.endpoint = self.endpoint.text();
+        // The same checks the registry makes, at start, naming the setting.
+        ZookeeperRegistry::new(&c)
+            .map_err(|e| invalid("registry.url", format!("{:?}", c.connect), e.to_string()))?;
+        Ok(RegistryConfig::Zookeeper(c))
+    }
+
+    /// `registry.user` and `registry.password`, both or neither.
+    fn user_password(&self) -> Result<Option<(String, String)>, ConfigError> {
+        match (self.user.text(), self.password.text()) {
+            (Some(user), Some(password)) => Ok(Some((user, password))),
+            (None, None) => Ok(None),
+            _ => Err(invalid(
+                "registry.user",
+                "(one of user and password)",
+                "both registry.user and registry.password, or neither",
+            )),
+        }
     }
 
     /// Without the `etcd` feature, `kind = "etcd"` says how to get it.
@@ -192,11 +218,12 @@ impl RegistryBuilder {
                 RegistryConfig::Redis(c)
             }
             "etcd" => self.etcd(call_timeout)?,
+            "zookeeper" => self.zookeeper(call_timeout)?,
             _ => {
                 return Err(invalid(
                     "registry.kind",
                     format!("{kind:?}"),
-                    "static, sql, redis, etcd or kubernetes",
+                    "static, sql, redis, etcd, zookeeper or kubernetes",
                 ))
             }
         };
@@ -231,6 +258,16 @@ impl RegistryBuilder {
                 "registry.namespace",
                 format!("{namespace:?}"),
                 "1..=64 characters without spaces",
+            ));
+        }
+        // In etcd and ZooKeeper the namespace is one segment of a key path.
+        if matches!(kind.as_str(), "etcd" | "zookeeper")
+            && (namespace.contains('/') || namespace == "." || namespace == "..")
+        {
+            return Err(invalid(
+                "registry.namespace",
+                format!("{namespace:?}"),
+                format!("one path segment in {kind}: no `/`, not `.` or `..`"),
             ));
         }
         let ttl = self.ttl.within(

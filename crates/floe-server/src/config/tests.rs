@@ -708,3 +708,50 @@ fn etcd_registry_without_the_feature_says_how_to_build_it() {
         "{e}"
     );
 }
+
+#[test]
+fn zookeeper_registry_takes_a_connect_string_root_auth_and_a_leaf_endpoint() {
+    use floe_store::registry::RegistryConfig;
+    let c = Config::from_toml(
+        "[registry]\nkind = \"zookeeper\"\nurl = \"zk1:2181,zk2:2181\"\nkey_prefix = \"/ids\"\nuser = \"floe\"\npassword = \"pw\"\nleaf_name = \"com.sankuai.leaf.opensource.test\"\nendpoint = \"10.0.0.7:8080\"",
+    )
+    .unwrap();
+    let RegistryConfig::Zookeeper(z) = c.registry.unwrap().registry else {
+        panic!("not zookeeper")
+    };
+    assert_eq!(z.connect, "zk1:2181,zk2:2181");
+    assert_eq!(z.root, "/ids");
+    assert_eq!(z.auth.as_deref(), Some("floe:pw"));
+    assert_eq!(
+        z.leaf_name.as_deref(),
+        Some("com.sankuai.leaf.opensource.test")
+    );
+    assert_eq!(z.endpoint.as_deref(), Some("10.0.0.7:8080"));
+    let c = Config::from_toml("[registry]\nkind = \"zookeeper\"").unwrap();
+    let RegistryConfig::Zookeeper(z) = c.registry.unwrap().registry else {
+        panic!("not zookeeper")
+    };
+    assert_eq!(
+        (z.connect.as_str(), z.root.as_str()),
+        ("127.0.0.1:2181", "/floe")
+    );
+    for (toml, key, why) in [
+        ("url = \"zk1\"", "registry.url", "host:port"),
+        ("key_prefix = \"floe\"", "registry.url", "absolute path"),
+        (
+            "namespace = \"a/b\"",
+            "registry.namespace",
+            "one path segment",
+        ),
+        (
+            "password = \"pw\"",
+            "registry.user",
+            "both registry.user and registry.password",
+        ),
+    ] {
+        let e = Config::from_toml(&format!("[registry]\nkind = \"zookeeper\"\n{toml}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && e.contains(why), "{toml}: {e}");
+    }
+}

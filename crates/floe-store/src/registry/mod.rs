@@ -9,6 +9,7 @@
 //! - [`RedisRegistry`]: `SET NX PX` with an owner token, compare-owner Lua scripts, no pub/sub;
 //! - `EtcdRegistry` (feature `etcd`): keys bound to etcd leases, claimed by transactions,
 //!   fenced by the grant's revision;
+//! - [`ZookeeperRegistry`]: an ephemeral node per holder, one ZooKeeper session per lease;
 //! - [`MemoryRegistry`]: in-process, for tests (works with tokio's paused clock).
 //!
 //! Expiring leases are kept by the server's lease keeper (`floe_server::keeper`), which renews them every `ttl / 3` and *fences*
@@ -35,11 +36,15 @@ pub mod memory;
 pub mod redis;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
 #[cfg(feature = "etcd")]
 pub use self::etcd::{EtcdConfig, EtcdRegistry, EtcdTls};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisRegistry};
+#[cfg(feature = "zookeeper")]
+pub use self::zookeeper::{ZookeeperConfig, ZookeeperRegistry};
 pub use fixed::{resolve_worker_id, KubernetesRegistry, StaticRegistry, WorkerIdSource};
 pub use memory::MemoryRegistry;
 #[cfg(feature = "sql")]
@@ -195,7 +200,12 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// An [`RegistryError::Unavailable`] with a cause.
-    #[cfg(any(feature = "sql", feature = "redis", feature = "etcd"))]
+    #[cfg(any(
+        feature = "sql",
+        feature = "redis",
+        feature = "etcd",
+        feature = "zookeeper"
+    ))]
     pub(crate) fn unavailable(
         store: &str,
         what: impl Into<String>,
@@ -290,6 +300,9 @@ pub enum RegistryConfig {
     /// Leases in etcd.
     #[cfg(feature = "etcd")]
     Etcd(EtcdConfig),
+    /// Leases as ephemeral nodes in ZooKeeper.
+    #[cfg(feature = "zookeeper")]
+    Zookeeper(ZookeeperConfig),
 }
 
 impl RegistryConfig {
@@ -318,6 +331,10 @@ impl RegistryConfig {
             RegistryConfig::Redis(config) => std::sync::Arc::new(RedisRegistry::new(config)?),
             #[cfg(feature = "etcd")]
             RegistryConfig::Etcd(config) => std::sync::Arc::new(EtcdRegistry::new(config)?),
+            #[cfg(feature = "zookeeper")]
+            RegistryConfig::Zookeeper(config) => {
+                std::sync::Arc::new(ZookeeperRegistry::new(config)?)
+            }
         })
     }
 }

@@ -5,7 +5,9 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,17 @@ pub type Factory<'a> = &'a (dyn Fn() -> Arc<dyn WorkerRegistry> + Sync);
 pub const LONG_TTL: Duration = Duration::from_secs(30);
 /// A ttl short enough to wait out (the minimum the registries accept is 300 ms).
 pub const SHORT_TTL: Duration = Duration::from_millis(300);
+
+/// Makes the leases a check holds lapse; the check then polls the store until its listing
+/// shows them lapsed ([`wait_lapsed`]). Redis, SQL and etcd leases lapse by themselves once
+/// their ttl passes ([`no_lapse`]); a ZooKeeper session is kept alive by its client's pings, so
+/// its test cuts the holder off instead.
+pub type Lapse<'a> = &'a (dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Sync);
+
+/// Nothing to do: the store expires leases by itself.
+pub fn no_lapse() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async {})
+}
 
 pub fn request(namespace: &str, pool_size: u32, ttl: Duration) -> LeaseRequest {
     LeaseRequest::new(namespace, pool_size, ttl)
@@ -97,6 +110,11 @@ pub async fn wait_lapsed(reg: &dyn WorkerRegistry, req: &LeaseRequest, id: u32) 
 /// An expired lease is granted again, with a higher epoch and the earlier holder's mark; the
 /// earlier holder's renewal then fails.
 pub async fn expiry_reclaims(make: Factory<'_>) {
+    expiry_reclaims_with(make, &no_lapse).await;
+}
+
+/// [`expiry_reclaims`], the leases made to lapse by `lapse`.
+pub async fn expiry_reclaims_with(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("expiry");
     let first_req = request(&ns, 4, SHORT_TTL);
@@ -105,6 +123,7 @@ pub async fn expiry_reclaims(make: Factory<'_>) {
     reg.renew(&first_req, &first, 1_000).await.unwrap();
     let live = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(live.id, 1, "a live lease is not granted twice");
+    lapse().await;
     wait_lapsed(&*reg, &first_req, 0).await;
     let second = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
     assert_eq!(second.id, 0, "the lowest expired id is reclaimed");
@@ -118,10 +137,16 @@ pub async fn expiry_reclaims(make: Factory<'_>) {
 
 /// A holder cut off past its expiry keeps its id if nobody took it meanwhile.
 pub async fn renewal_after_expiry_keeps_an_untaken_id(make: Factory<'_>) {
+    renewal_after_expiry_keeps_an_untaken_id_with(make, &no_lapse).await;
+}
+
+/// [`renewal_after_expiry_keeps_an_untaken_id`], the lease made to lapse by `lapse`.
+pub async fn renewal_after_expiry_keeps_an_untaken_id_with(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("late");
     let req = request(&ns, 4, SHORT_TTL);
     let lease = reg.acquire(&req).await.unwrap();
+    lapse().await;
     wait_lapsed(&*reg, &req, lease.id).await;
     reg.renew(&req, &lease, 5).await.unwrap();
     let other = reg.acquire(&request(&ns, 4, SHORT_TTL)).await.unwrap();
@@ -215,6 +240,11 @@ pub async fn high_water_never_goes_down(make: Factory<'_>) {
 /// The listing shows who holds which id, with epoch, expiry and mark; released ids stay listed
 /// without a holder, ids at or above the pool size and other namespaces are left out.
 pub async fn listing_shows_holders(make: Factory<'_>) {
+    listing_shows_holders_with(make, &no_lapse).await;
+}
+
+/// [`listing_shows_holders`], the short lease made to lapse by `lapse` before polling.
+pub async fn listing_shows_holders_with(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("list");
     assert_eq!(reg.list(&request(&ns, 8, LONG_TTL)).await.unwrap(), []);
@@ -255,6 +285,7 @@ pub async fn listing_shows_holders(make: Factory<'_>) {
     let short = unique("list_short");
     let req = request(&short, 2, SHORT_TTL);
     reg.acquire(&req).await.unwrap();
+    lapse().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let slots = reg.list(&req).await.unwrap();
