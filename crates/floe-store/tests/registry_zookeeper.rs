@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{request, LONG_TTL};
+use floe_store::registry::zookeeper::{
+    apply_reclaim, list_leaf_nodes, plan_reclaim, reclaim_leaf_nodes, Kept, LeafNode,
+    ReclaimOptions,
+};
 use floe_store::registry::{RegistryError, WorkerRegistry, ZookeeperConfig, ZookeeperRegistry};
 use floe_testkit::{unique, ChaosProxy};
 use tokio::time::{sleep, Instant};
@@ -501,4 +505,270 @@ async fn leaf_id_outside_the_pool_is_refused() {
         ZookeeperRegistry::new(&half),
         Err(RegistryError::Config(_))
     ));
+}
+
+/// The config `floe leaf` uses: Leaf cluster `leaf_name`, Floe's nodes under `root`, and
+/// `endpoint` (if any) the one never deleted.
+fn leaf_admin(root: &str, leaf_name: &str, endpoint: Option<&str>) -> ZookeeperConfig {
+    ZookeeperConfig {
+        root: root.to_string(),
+        call_timeout: Duration::from_secs(5),
+        leaf_name: Some(leaf_name.to_string()),
+        endpoint: endpoint.map(str::to_string),
+        ..ZookeeperConfig::new(zookeeper())
+    }
+}
+
+/// The names of Leaf's nodes left under the forever path, sorted.
+async fn leaf_children(leaf_name: &str) -> Vec<String> {
+    let zk = Client::connect(&zookeeper()).await.unwrap();
+    let mut names = zk
+        .list_children(&format!("/snowflake/{leaf_name}/forever"))
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+fn ids_of(nodes: &[LeafNode]) -> Vec<u32> {
+    nodes.iter().map(|n| n.worker_id).collect()
+}
+
+/// Reclaim deletes exactly the idle Leaf nodes, raising Floe's mark of each freed id to Leaf's
+/// timestamp in the same multi-op; it keeps recent ones, one a live Floe lease holds, its own
+/// endpoint's and one without a timestamp; a dry run deletes nothing; a freed id is leased by
+/// the next Floe node and starts after Leaf's timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_reclaim_frees_idle_ids() {
+    let mut root = Root::new().await;
+    let leaf = unique("leaf");
+    root.also.push(format!("/snowflake/{leaf}"));
+    let now = common::unix_ms();
+    let old = now - 48 * 3_600_000;
+    let endpoints = [
+        "10.2.0.1:8080",
+        "10.2.0.2:8080",
+        "10.2.0.3:8080",
+        "10.2.0.4:8080",
+        "10.2.0.5:8080",
+    ];
+    let ids = leaf_nodes(
+        &leaf,
+        &[
+            (endpoints[0], old),
+            (endpoints[1], now - 1_000),
+            (endpoints[2], old),
+            (endpoints[3], old),
+            (endpoints[4], old),
+        ],
+    )
+    .await;
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    let zk = Client::connect(&zookeeper()).await.unwrap();
+    let forever = format!("/snowflake/{leaf}/forever");
+    // A node whose data is not Leaf's JSON: its age is unknown.
+    zk.set_data(
+        &format!("{forever}/{}-0000000004", endpoints[4]),
+        b"not json",
+        None,
+    )
+    .await
+    .unwrap();
+    let ns = unique("reclaim");
+    // A Floe node took over endpoint 2 and holds its id.
+    let taker = leaf_registry(&root.path, &leaf, endpoints[2]);
+    let taker_req = request(&ns, 1024, LONG_TTL);
+    let held = taker.acquire(&taker_req).await.unwrap();
+    assert_eq!(held.id, 2);
+    let config = leaf_admin(&root.path, &leaf, Some(endpoints[3]));
+
+    let listed = list_leaf_nodes(&config, Some(&ns)).await.unwrap();
+    assert_eq!(ids_of(&listed), [0, 1, 2, 3, 4]);
+    assert_eq!(listed[0].name, format!("{}-0000000000", endpoints[0]));
+    assert_eq!(
+        listed[0].path,
+        format!("{forever}/{}-0000000000", endpoints[0])
+    );
+    assert_eq!(listed[0].endpoint, endpoints[0]);
+    assert_eq!(listed[0].timestamp_ms, Some(old));
+    assert_eq!(listed[0].version, 0);
+    assert!(listed[0].mtime_ms.abs_diff(i64::try_from(now).unwrap()) < 60_000);
+    assert_eq!(listed[1].timestamp_ms, Some(now - 1_000));
+    assert_eq!(listed[4].timestamp_ms, None);
+    assert_eq!(listed[4].version, 1);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|n| n.floe_holder.is_some())
+            .collect::<Vec<_>>(),
+        [false, false, true, false, false]
+    );
+    assert_eq!(
+        listed[2].floe_holder.as_deref(),
+        Some(taker_req.owner.as_str())
+    );
+    // Without a namespace, no lease is looked up.
+    let bare = list_leaf_nodes(&config, None).await.unwrap();
+    assert!(bare.iter().all(|n| n.floe_holder.is_none()), "{bare:?}");
+
+    let idle = Duration::from_secs(3_600);
+    let options = ReclaimOptions {
+        namespace: ns.clone(),
+        idle,
+        dry_run: true,
+    };
+    let before = leaf_children(&leaf).await;
+    let dry = reclaim_leaf_nodes(&config, &options).await.unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(ids_of(&dry.deleted), [0]);
+    let kept: Vec<(u32, Kept)> = dry
+        .kept
+        .iter()
+        .map(|(n, k)| (n.worker_id, k.clone()))
+        .collect();
+    assert!(
+        matches!(
+            kept.as_slice(),
+            [
+                (1, Kept::Recent { age_ms, .. }),
+                (2, Kept::HeldByFloe { owner }),
+                (3, Kept::OwnEndpoint),
+                (4, Kept::NoTimestamp),
+            ] if (1_000..60_000).contains(age_ms) && *owner == taker_req.owner
+        ),
+        "{kept:?}"
+    );
+    assert_eq!(
+        leaf_children(&leaf).await,
+        before,
+        "a dry run deletes nothing"
+    );
+
+    let done = reclaim_leaf_nodes(
+        &config,
+        &ReclaimOptions {
+            dry_run: false,
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!done.dry_run);
+    assert_eq!(ids_of(&done.deleted), [0]);
+    assert_eq!(done.kept.len(), 4, "{:?}", done.kept);
+    assert_eq!(
+        leaf_children(&leaf).await,
+        [1, 2, 3, 4]
+            .map(|i| format!("{}-{i:010}", endpoints[i]))
+            .to_vec()
+    );
+    // Floe's record of the freed id carries Leaf's timestamp, with no grant yet.
+    let (data, _) = zk
+        .get_data(&format!("{}/{ns}/ids/0", root.path))
+        .await
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(
+        record,
+        serde_json::json!({"epoch": 0, "high_water_ms": old})
+    );
+    // The next Floe node on an endpoint new to Leaf gets the freed id, after Leaf's timestamp.
+    let newcomer = leaf_registry(&root.path, &leaf, "10.2.9.9:8080");
+    let newcomer_req = request(&ns, 1024, LONG_TTL);
+    let freed = newcomer.acquire(&newcomer_req).await.unwrap();
+    assert_eq!((freed.id, freed.epoch), (0, 1));
+    assert_eq!(freed.previous_high_water_ms, Some(old));
+    // And the one after it the lowest id no Leaf node and no Floe lease has.
+    let third = leaf_registry(&root.path, &leaf, "10.2.9.10:8080");
+    assert_eq!(
+        third
+            .acquire(&request(&ns, 1024, LONG_TTL))
+            .await
+            .unwrap()
+            .id,
+        5
+    );
+
+    // The taker stops; its release writes its (old) final mark to Leaf's node, which is then
+    // idle and held by nobody: planned for deletion.
+    taker.release(&taker_req, &held, old).await.unwrap();
+    let plan = plan_reclaim(&config, &options).await.unwrap();
+    assert_eq!(ids_of(&plan.deleted), [2]);
+    // A Leaf process on that endpoint uploads its timestamp before the delete: kept.
+    let path2 = format!("{forever}/{}-0000000002", endpoints[2]);
+    let (data2, _) = zk.get_data(&path2).await.unwrap();
+    zk.set_data(&path2, &data2, None).await.unwrap();
+    let applied = apply_reclaim(&config, plan.clone()).await.unwrap();
+    assert!(applied.deleted.is_empty(), "{applied:?}");
+    assert!(
+        matches!(&applied.kept.iter().find(|(n, _)| n.worker_id == 2), Some((_, Kept::Changed(why))) if why.contains("written since it was read")),
+        "{:?}",
+        applied.kept
+    );
+    // A Floe node takes the endpoint's id over between the plan and the delete: kept.
+    let plan = plan_reclaim(&config, &options).await.unwrap();
+    assert_eq!(ids_of(&plan.deleted), [2]);
+    let again = leaf_registry(&root.path, &leaf, endpoints[2]);
+    let again_req = request(&ns, 1024, LONG_TTL);
+    assert_eq!(again.acquire(&again_req).await.unwrap().id, 2);
+    let applied = apply_reclaim(&config, plan).await.unwrap();
+    assert!(applied.deleted.is_empty(), "{applied:?}");
+    assert!(
+        matches!(&applied.kept.iter().find(|(n, _)| n.worker_id == 2), Some((_, Kept::HeldByFloe { owner })) if *owner == again_req.owner),
+        "{:?}",
+        applied.kept
+    );
+    assert!(leaf_children(&leaf)
+        .await
+        .contains(&format!("{}-0000000002", endpoints[2])));
+}
+
+/// Errors name the input: an unknown Leaf cluster names its path, a missing leaf_name says it
+/// is required, and a ZooKeeper that does not answer fails within the call timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_admin_errors_name_the_input() {
+    let root = Root::new().await;
+    let missing = unique("noleaf");
+    let config = leaf_admin(&root.path, &missing, None);
+    match list_leaf_nodes(&config, None).await {
+        Err(RegistryError::Config(msg)) => assert!(
+            msg.contains(&format!("/snowflake/{missing}/forever does not exist")),
+            "{msg}"
+        ),
+        r => panic!("expected Config, got {r:?}"),
+    }
+    let options = ReclaimOptions {
+        namespace: "floe".to_string(),
+        idle: Duration::from_secs(60),
+        dry_run: true,
+    };
+    assert!(matches!(
+        reclaim_leaf_nodes(&config, &options).await,
+        Err(RegistryError::Config(_))
+    ));
+    let unnamed = ZookeeperConfig::new(zookeeper());
+    match list_leaf_nodes(&unnamed, None).await {
+        Err(RegistryError::Config(msg)) => assert!(msg.contains("leaf_name is required"), "{msg}"),
+        r => panic!("expected Config, got {r:?}"),
+    }
+    let (addr, hole) = common::black_hole().await;
+    let timeout = Duration::from_millis(500);
+    let hung = ZookeeperConfig {
+        connect: addr.to_string(),
+        call_timeout: timeout,
+        ..leaf_admin("/floetest", "leaf", None)
+    };
+    let started = Instant::now();
+    match list_leaf_nodes(&hung, None).await {
+        Err(e @ RegistryError::Unavailable { .. }) => {
+            assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        }
+        r => panic!("expected Unavailable, got {r:?}"),
+    }
+    assert!(
+        started.elapsed() < timeout + Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    hole.abort();
 }

@@ -6,7 +6,7 @@
 //!
 //! | node | kind | data |
 //! |---|---|---|
-//! | `{root}/{namespace}/ids/{id}` | persistent, one per id ever granted | `{"epoch":n,"high_water_ms":m}` |
+//! | `{root}/{namespace}/ids/{id}` | persistent, one per id ever granted (or freed from Leaf, epoch 0) | `{"epoch":n,"high_water_ms":m}` |
 //! | `{root}/{namespace}/workers/{id}` | EPHEMERAL, owned by the holder's session | `{"owner":"…","epoch":n}` |
 //!
 //! - **acquire** opens a new session with the lease's ttl as its requested session timeout and
@@ -75,7 +75,8 @@
 //! clock passes Floe's last IDs (Leaf checks that `timestamp` is not ahead of its clock). An
 //! endpoint without a Leaf node takes the lowest free id that no Leaf endpoint has. Leaf's
 //! sequence counter does not see Floe's ids, so start no Leaf node on a *new* endpoint once Floe
-//! nodes lease ids beside Leaf's: migrate one way.
+//! nodes lease ids beside Leaf's: migrate one way. Leaf never frees its nodes, so every endpoint
+//! that ever ran keeps its id: [`reclaim_leaf_nodes`] (`floe leaf reclaim`) deletes the idle ones.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -84,6 +85,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 use zookeeper_client::{Acls, Client, CreateMode, MultiReadResult, MultiWriteError, Stat};
+
+mod leaf;
+
+pub use leaf::{
+    apply_reclaim, list_leaf_nodes, plan_reclaim, reclaim_leaf_nodes, Kept, LeafNode,
+    ReclaimOptions, ReclaimReport,
+};
 
 use super::{
     bounded, Lease, LeaseRequest, RegistryError, WorkerRegistry, WorkerSlot, DEFAULT_TTL,
@@ -131,6 +139,45 @@ impl ZookeeperConfig {
             endpoint: None,
         }
     }
+}
+
+/// `/snowflake/{leaf_name}/forever`, where Leaf keeps one node per endpoint.
+fn leaf_forever(leaf_name: &str) -> String {
+    format!("/snowflake/{leaf_name}/forever")
+}
+
+/// Leaf's `leaf.name` is one path segment.
+fn check_leaf_name(name: &str) -> Result<(), RegistryError> {
+    if name.is_empty() || name.contains('/') || name.contains(char::is_control) {
+        return Err(RegistryError::Config(format!(
+            "zookeeper leaf_name `{name}` must be Leaf's non-empty leaf.name, without `/`"
+        )));
+    }
+    Ok(())
+}
+
+/// A Leaf endpoint is `ip:port`, without the `-` that separates it from the sequence.
+fn check_endpoint(endpoint: &str) -> Result<(), RegistryError> {
+    let valid = endpoint.rsplit_once(':').is_some_and(|(ip, port)| {
+        !ip.is_empty()
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && !endpoint.contains(['-', '/'])
+            && !endpoint.contains(char::is_whitespace)
+    });
+    if !valid {
+        return Err(RegistryError::Config(format!(
+            "zookeeper endpoint `{endpoint}` must be Leaf's `ip:port` of this node (no `-` or `/`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A child of Leaf's forever directory, `{ip}:{port}-{10-digit sequence}`, as (endpoint, worker
+/// id); `None` for a name that is not Leaf's or a sequence beyond any pool.
+fn parse_leaf_name(name: &str) -> Option<(&str, u32)> {
+    let (endpoint, seq) = name.rsplit_once('-')?;
+    Some((endpoint, seq.parse().ok()?))
 }
 
 /// The data of an ids node.
@@ -267,25 +314,10 @@ impl ZookeeperRegistry {
         let leaf = match (&config.leaf_name, &config.endpoint) {
             (None, None) => None,
             (Some(name), Some(endpoint)) => {
-                if name.is_empty() || name.contains('/') || name.contains(char::is_control) {
-                    return Err(RegistryError::Config(format!(
-                        "zookeeper leaf_name `{name}` must be Leaf's non-empty leaf.name, without `/`"
-                    )));
-                }
-                let valid = endpoint.rsplit_once(':').is_some_and(|(ip, port)| {
-                    !ip.is_empty()
-                        && !port.is_empty()
-                        && port.bytes().all(|b| b.is_ascii_digit())
-                        && !endpoint.contains(['-', '/'])
-                        && !endpoint.contains(char::is_whitespace)
-                });
-                if !valid {
-                    return Err(RegistryError::Config(format!(
-                        "zookeeper endpoint `{endpoint}` must be Leaf's `ip:port` of this node (no `-` or `/`)"
-                    )));
-                }
+                check_leaf_name(name)?;
+                check_endpoint(endpoint)?;
                 Some(LeafTakeover {
-                    forever: format!("/snowflake/{name}/forever"),
+                    forever: leaf_forever(name),
                     endpoint: endpoint.clone(),
                 })
             }
@@ -559,10 +591,7 @@ impl ZookeeperRegistry {
         let mut mine = Vec::new();
         for name in &children {
             // `{ip}:{port}-{10-digit sequence}`; the sequence is the worker id.
-            let Some((endpoint, seq)) = name.rsplit_once('-') else {
-                continue;
-            };
-            let Ok(id) = seq.parse::<u32>() else {
+            let Some((endpoint, id)) = parse_leaf_name(name) else {
                 continue; // not Leaf's, or beyond any pool
             };
             if endpoint == leaf.endpoint {
