@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod gen;
 mod inspect;
+mod leaf;
 
 /// Floe hands out unique 64-bit IDs: snowflake and segment modes, GenID-compatible TCP, HTTP.
 #[derive(Debug, Parser)]
@@ -29,6 +30,8 @@ enum Command {
     Layout(inspect::LayoutArgs),
     /// Drive load against a running Floe and check every ID for duplicates.
     Load(floe_load::LoadArgs),
+    /// Meituan Leaf's worker-id nodes in ZooKeeper: list them, reclaim the idle ones for Floe.
+    Leaf(leaf::LeafArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +41,6 @@ fn main() -> ExitCode {
         Command::Gen(args) => cli::finish(gen::run(args)),
         Command::Decode(args) => cli::finish(inspect::decode(args)),
         Command::Layout(args) => cli::finish(inspect::layout(args)),
+        Command::Leaf(args) => cli::finish(leaf::run(args)),
     }
 }
