@@ -427,7 +427,8 @@ async fn leaf_endpoint_keeps_its_worker_id() {
     let lease = taker.acquire(&req).await.unwrap();
     assert_eq!(lease.id, 2, "the endpoint's Leaf worker id");
     assert_eq!(lease.epoch, 1);
-    assert_eq!(lease.previous_high_water_ms, Some(now + 5_000));
+    // Leaf wrote the node: its IDs may reach one upload delay (3 s) past its timestamp.
+    assert_eq!(lease.previous_high_water_ms, Some(now + 5_000 + 3_001));
     taker.renew(&req, &lease, now + 6_000).await.unwrap();
     assert_eq!(
         leaf_data(&leaf, "10.0.0.3:8080", 2).await,
@@ -463,6 +464,7 @@ async fn leaf_endpoint_keeps_its_worker_id() {
     let next = twin.acquire(&twin_req).await.unwrap();
     assert_eq!(next.id, 2);
     assert!(next.epoch > lease.epoch);
+    // Floe wrote it: its exact mark, no upload delay.
     assert_eq!(next.previous_high_water_ms, Some(now + 5_500));
     let slots = twin.list(&twin_req).await.unwrap();
     assert_eq!(
@@ -662,7 +664,8 @@ async fn leaf_reclaim_frees_idle_ids() {
             .map(|i| format!("{}-{i:010}", endpoints[i]))
             .to_vec()
     );
-    // Floe's record of the freed id carries Leaf's timestamp, with no grant yet.
+    // Floe's record of the freed id covers Leaf's IDs (its timestamp plus one upload delay),
+    // with no grant yet.
     let (data, _) = zk
         .get_data(&format!("{}/{ns}/ids/0", root.path))
         .await
@@ -670,14 +673,14 @@ async fn leaf_reclaim_frees_idle_ids() {
     let record: serde_json::Value = serde_json::from_slice(&data).unwrap();
     assert_eq!(
         record,
-        serde_json::json!({"epoch": 0, "high_water_ms": old})
+        serde_json::json!({"epoch": 0, "high_water_ms": old + 3_001})
     );
     // The next Floe node on an endpoint new to Leaf gets the freed id, after Leaf's timestamp.
     let newcomer = leaf_registry(&root.path, &leaf, "10.2.9.9:8080");
     let newcomer_req = request(&ns, 1024, LONG_TTL);
     let freed = newcomer.acquire(&newcomer_req).await.unwrap();
     assert_eq!((freed.id, freed.epoch), (0, 1));
-    assert_eq!(freed.previous_high_water_ms, Some(old));
+    assert_eq!(freed.previous_high_water_ms, Some(old + 3_001));
     // And the one after it the lowest id no Leaf node and no Floe lease has.
     let third = leaf_registry(&root.path, &leaf, "10.2.9.10:8080");
     assert_eq!(

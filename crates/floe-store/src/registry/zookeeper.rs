@@ -69,7 +69,10 @@
 //! has such a node, acquire takes exactly that id (refused with [`RegistryError::Config`] if it is
 //! outside the pool; [`RegistryError::Unavailable`], retried, while another live Floe lease holds
 //! it), in Floe's own scheme above (ids and workers nodes), so Floe nodes never collide with
-//! each other; the lease's previous mark is at least Leaf's stored timestamp. Every renewal that
+//! each other; the lease's previous mark is after Leaf's stored timestamp: one upload delay
+//! (3 s) and a millisecond past it when Leaf wrote the node last (Leaf stores its clock at each
+//! upload, every 3 s, and issues IDs in between), the timestamp itself when Floe did (then it is
+//! Floe's exact mark). Every renewal that
 //! raises the mark, and the release, also write Leaf's JSON with the mark as `timestamp` to that
 //! node, in the same multi-op: a Leaf node restarted on the endpoint refuses to start until its
 //! clock passes Floe's last IDs (Leaf checks that `timestamp` is not ahead of its clock). An
@@ -144,6 +147,23 @@ impl ZookeeperConfig {
 /// `/snowflake/{leaf_name}/forever`, where Leaf keeps one node per endpoint.
 fn leaf_forever(leaf_name: &str) -> String {
     format!("/snowflake/{leaf_name}/forever")
+}
+
+/// How often Leaf uploads its endpoint's `timestamp`: `SnowflakeZookeeperHolder` writes its
+/// wall clock with a fixed delay of 3 s and issues IDs in between.
+const LEAF_UPLOAD_DELAY_MS: u64 = 3_000;
+
+/// The previous mark (exclusive end of the ticks issued, as Floe's marks are) that a Leaf node's
+/// stored `timestamp` stands for, given Floe's own mark of the id. When Floe wrote the node last,
+/// the two are equal (every write goes to both in one multi-op) and exact. When Leaf wrote it,
+/// it is Leaf's clock at its last upload: Leaf issued IDs in that millisecond and kept issuing
+/// until the next upload was due, so the mark lies one upload delay past the millisecond.
+fn leaf_floor(timestamp: u64, floe_mark: Option<u64>) -> u64 {
+    if floe_mark == Some(timestamp) {
+        timestamp
+    } else {
+        timestamp.saturating_add(LEAF_UPLOAD_DELAY_MS + 1)
+    }
 }
 
 /// Leaf's `leaf.name` is one path segment.
@@ -651,8 +671,8 @@ impl ZookeeperRegistry {
             .map(|(path, _, _)| path))
     }
 
-    /// Claims `id` if free; `Ok(None)` on a lost race. `floor` raises the previous mark (Leaf's
-    /// timestamp of the id).
+    /// Claims `id` if free; `Ok(None)` on a lost race. `floor`, Leaf's stored timestamp of the
+    /// id, raises the previous mark (see [`leaf_floor`]).
     async fn try_claim(
         &self,
         client: &Client,
@@ -698,7 +718,9 @@ impl ZookeeperRegistry {
                 id,
                 owner: req.owner.clone(),
                 epoch: record.epoch,
-                previous_high_water_ms: record.high_water_ms.max(floor),
+                previous_high_water_ms: record
+                    .high_water_ms
+                    .max(floor.map(|ts| leaf_floor(ts, record.high_water_ms))),
             })),
             Err(MultiWriteError::OperationFailed {
                 source: zk::Error::NodeExists | zk::Error::BadVersion,

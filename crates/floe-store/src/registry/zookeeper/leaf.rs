@@ -16,8 +16,9 @@
 //!   so a Leaf or Floe process that wrote its timestamp meanwhile keeps it.
 //!
 //! The delete is one multi-op with a compare-and-set on Floe's `{root}/{namespace}/ids/{id}`
-//! node, which it creates (epoch 0) if missing and whose `high_water_ms` it raises to the Leaf
-//! node's timestamp: the next Floe node leasing the id starts after Leaf's last IDs, and a Floe
+//! node, which it creates (epoch 0) if missing and whose `high_water_ms` it raises past the Leaf
+//! node's timestamp (by Leaf's 3 s upload delay, as a takeover does, unless Floe wrote the node
+//! last): the next Floe node leasing the id starts after Leaf's last IDs, and a Floe
 //! node that takes or releases the id between the check and the delete (any grant or release
 //! writes that node) makes the delete fail, and the node is kept.
 //!
@@ -32,8 +33,8 @@ use zookeeper_client as zk;
 use zookeeper_client::{Client, CreateMode, MultiReadResult, MultiWriteError};
 
 use super::{
-    bounded, check_endpoint, check_leaf_name, leaf_forever, parse_leaf_name, Holder, IdRecord,
-    RegistryError, ZookeeperConfig, ZookeeperRegistry, DEFAULT_TTL, LIST_CHUNK,
+    bounded, check_endpoint, check_leaf_name, leaf_floor, leaf_forever, parse_leaf_name, Holder,
+    IdRecord, RegistryError, ZookeeperConfig, ZookeeperRegistry, DEFAULT_TTL, LIST_CHUNK,
 };
 
 /// One of Leaf's nodes under `/snowflake/{leaf_name}/forever/`.
@@ -432,8 +433,9 @@ impl LeafAdmin {
         let mut writer = client.new_multi_writer();
         let built = match record {
             Some((record, version)) => {
+                let floor = leaf_floor(timestamp, record.high_water_ms);
                 let raised = IdRecord {
-                    high_water_ms: Some(record.high_water_ms.unwrap_or(0).max(timestamp)),
+                    high_water_ms: Some(record.high_water_ms.unwrap_or(0).max(floor)),
                     ..record
                 };
                 let json = serde_json::to_vec(&raised).expect("an id record serializes");
@@ -443,7 +445,7 @@ impl LeafAdmin {
                 // Epoch 0: no grant yet; the first acquire makes it 1, as on a missing node.
                 let fresh = IdRecord {
                     epoch: 0,
-                    high_water_ms: Some(timestamp),
+                    high_water_ms: Some(leaf_floor(timestamp, None)),
                 };
                 let json = serde_json::to_vec(&fresh).expect("an id record serializes");
                 writer.add_create(
