@@ -26,9 +26,11 @@ impl Prefix {
     fn new() -> Prefix {
         Prefix(unique("floetest"))
     }
+}
 
-    fn factory(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
-        move || registry(&redis_url(), &self.0, Duration::from_secs(5))
+impl common::Store for Prefix {
+    fn registry(&self) -> Arc<dyn WorkerRegistry> {
+        registry(&redis_url(), &self.0, Duration::from_secs(5))
     }
 }
 
@@ -47,41 +49,7 @@ impl Drop for Prefix {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forty_claimers_on_32_ids() {
-    let p = Prefix::new();
-    common::forty_claimers_on_32_ids(&p.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expiry_reclaims() {
-    let p = Prefix::new();
-    common::expiry_reclaims(&p.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_after_expiry_keeps_an_untaken_id() {
-    let p = Prefix::new();
-    common::renewal_after_expiry_keeps_an_untaken_id(&p.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn released_id_is_reused() {
-    let p = Prefix::new();
-    common::released_id_is_reused(&p.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_owner_is_lost() {
-    let p = Prefix::new();
-    common::non_owner_is_lost(&p.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn high_water_never_goes_down() {
-    let p = Prefix::new();
-    common::high_water_never_goes_down(&p.factory()).await;
-}
+common::contract!(contract, Prefix::new());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_redis_is_unavailable_within_the_call_timeout() {
@@ -90,10 +58,4 @@ async fn hung_redis_is_unavailable_within_the_call_timeout() {
     let url = with_host_port(&redis_url(), addr);
     common::hung_store_is_unavailable(registry(&url, "floetest", timeout), timeout).await;
     hole.abort();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_shows_holders() {
-    let p = Prefix::new();
-    common::listing_shows_holders(&p.factory()).await;
 }

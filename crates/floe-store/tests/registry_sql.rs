@@ -47,13 +47,15 @@ impl Table {
             _dir: None,
         }
     }
+}
 
-    fn factory(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
+impl common::Store for Table {
+    fn registry(&self) -> Arc<dyn WorkerRegistry> {
         // Generous: 40 claimers on a loaded 2-core machine queue for SQLite's write lock.
-        move || registry(&self.url, &self.name, Duration::from_secs(10))
+        registry(&self.url, &self.name, Duration::from_secs(10))
     }
 
-    async fn drop_table(self) {
+    async fn finish(self) {
         if self._dir.is_some() {
             return;
         }
@@ -67,67 +69,9 @@ impl Table {
     }
 }
 
-/// The registry contract for one store.
-macro_rules! contract {
-    ($store:ident, $table:expr) => {
-        mod $store {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn forty_claimers_on_32_ids() {
-                let t = $table;
-                common::forty_claimers_on_32_ids(&t.factory()).await;
-                t.drop_table().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn expiry_reclaims() {
-                let t = $table;
-                common::expiry_reclaims(&t.factory()).await;
-                t.drop_table().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn renewal_after_expiry_keeps_an_untaken_id() {
-                let t = $table;
-                common::renewal_after_expiry_keeps_an_untaken_id(&t.factory()).await;
-                t.drop_table().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn released_id_is_reused() {
-                let t = $table;
-                common::released_id_is_reused(&t.factory()).await;
-                t.drop_table().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn non_owner_is_lost() {
-                let t = $table;
-                common::non_owner_is_lost(&t.factory()).await;
-                t.drop_table().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn listing_shows_holders() {
-                let t = $table;
-                common::listing_shows_holders(&t.factory()).await;
-                t.drop_table().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn high_water_never_goes_down() {
-                let t = $table;
-                common::high_water_never_goes_down(&t.factory()).await;
-                t.drop_table().await;
-            }
-        }
-    };
-}
-
-contract!(sqlite, Table::sqlite());
-contract!(postgres, Table::server(postgres_url()));
-contract!(mysql, Table::server(mysql_url()));
+common::contract!(sqlite, Table::sqlite());
+common::contract!(postgres, Table::server(postgres_url()));
+common::contract!(mysql, Table::server(mysql_url()));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_database_is_unavailable_within_the_call_timeout() {

@@ -59,34 +59,30 @@ impl Root {
             also: Vec::new(),
         }
     }
+}
 
+impl common::Store for Root {
     /// Registries straight to ZooKeeper.
-    fn factory(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
-        move || registry(&zookeeper(), &self.path, Duration::from_secs(5))
+    fn registry(&self) -> Arc<dyn WorkerRegistry> {
+        registry(&zookeeper(), &self.path, Duration::from_secs(5))
     }
 
     /// Registries through the proxy.
-    fn proxied(&self) -> impl Fn() -> Arc<dyn WorkerRegistry> + Sync + '_ {
-        move || {
-            registry(
-                &self.proxy.addr().to_string(),
-                &self.path,
-                Duration::from_secs(5),
-            )
-        }
+    fn lapsing(&self) -> Arc<dyn WorkerRegistry> {
+        registry(
+            &self.proxy.addr().to_string(),
+            &self.path,
+            Duration::from_secs(5),
+        )
     }
 
     /// Cuts the proxy until the short sessions behind it expired, then heals it.
-    fn lapse(&self) -> impl Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Sync {
-        let proxy = self.proxy.clone();
-        move || {
-            let proxy = proxy.clone();
-            Box::pin(async move {
-                proxy.cut();
-                sleep(EXPIRY_WAIT).await;
-                proxy.heal();
-            })
-        }
+    fn lapse(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.proxy.cut();
+            sleep(EXPIRY_WAIT).await;
+            self.proxy.heal();
+        })
     }
 }
 
@@ -134,47 +130,7 @@ async fn delete_tree(path: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forty_claimers_on_32_ids() {
-    let root = Root::new().await;
-    common::forty_claimers_on_32_ids(&root.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expiry_reclaims() {
-    let root = Root::new().await;
-    common::expiry_reclaims_with(&root.proxied(), &root.lapse()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_after_expiry_keeps_an_untaken_id() {
-    let root = Root::new().await;
-    common::renewal_after_expiry_keeps_an_untaken_id_with(&root.proxied(), &root.lapse()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn released_id_is_reused() {
-    let root = Root::new().await;
-    common::released_id_is_reused(&root.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_owner_is_lost() {
-    let root = Root::new().await;
-    common::non_owner_is_lost(&root.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn high_water_never_goes_down() {
-    let root = Root::new().await;
-    common::high_water_never_goes_down(&root.factory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_shows_holders() {
-    let root = Root::new().await;
-    common::listing_shows_holders_with(&root.proxied(), &root.lapse()).await;
-}
+common::contract!(contract, Root::new().await);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_zookeeper_is_unavailable_within_the_call_timeout() {
@@ -253,7 +209,7 @@ async fn cut_off_holder_loses_its_id_after_its_session_expired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_above_the_servers_max_session_timeout_is_refused() {
     let root = Root::new().await;
-    let reg = (root.factory())();
+    let reg = common::Store::registry(&root);
     // scripts/services sets maxSessionTimeout=60000.
     let req = request(&unique("long"), 4, Duration::from_secs(120));
     match reg.acquire(&req).await {
@@ -273,7 +229,7 @@ async fn ttl_above_the_servers_max_session_timeout_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_are_as_documented() {
     let root = Root::new().await;
-    let reg = (root.factory())();
+    let reg = common::Store::registry(&root);
     assert_eq!(
         reg.describe(),
         format!("zookeeper at {}{}", zookeeper(), root.path)
@@ -328,7 +284,7 @@ async fn nodes_are_as_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_revives_an_expired_session() {
     let root = Root::new().await;
-    let reg = (root.proxied())();
+    let reg = common::Store::lapsing(&root);
     let ns = unique("revive");
     let req = request(&ns, 4, common::SHORT_TTL);
     let lease = reg.acquire(&req).await.unwrap();

@@ -26,15 +26,105 @@ pub const LONG_TTL: Duration = Duration::from_secs(30);
 pub const SHORT_TTL: Duration = Duration::from_millis(300);
 
 /// Makes the leases a check holds lapse; the check then polls the store until its listing
-/// shows them lapsed ([`wait_lapsed`]). Redis, SQL and etcd leases lapse by themselves once
-/// their ttl passes ([`no_lapse`]); a ZooKeeper session is kept alive by its client's pings, so
-/// its test cuts the holder off instead.
-pub type Lapse<'a> = &'a (dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Sync);
+/// shows them lapsed ([`wait_lapsed`]).
+pub type Lapse<'a> = &'a (dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Sync);
 
-/// Nothing to do: the store expires leases by itself.
-pub fn no_lapse() -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async {})
+/// A store under test, as the contract sees it. `registry_*.rs` implement it and run every
+/// check with [`contract!`].
+pub trait Store: Sync {
+    /// A registry on the store (a fresh client each call, as separate nodes have).
+    fn registry(&self) -> Arc<dyn WorkerRegistry>;
+
+    /// A registry whose leases [`Store::lapse`] can make lapse.
+    fn lapsing(&self) -> Arc<dyn WorkerRegistry> {
+        self.registry()
+    }
+
+    /// Makes the leases of [`Store::lapsing`] registries lapse. Redis, SQL and etcd leases lapse
+    /// by themselves once their ttl passes, so by default there is nothing to do; a ZooKeeper
+    /// session is kept alive by its client's pings, so its test cuts the holder off instead.
+    fn lapse(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+
+    /// Removes what a check left in the store (a table); key prefixes clean up on drop.
+    fn finish(self) -> impl Future<Output = ()>
+    where
+        Self: Sized,
+    {
+        async {}
+    }
 }
+
+/// The contract's checks as tests in a module `$name`, each on a fresh `$store` (an expression,
+/// which may `.await`), finished after the check.
+macro_rules! contract {
+    ($name:ident, $store:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn forty_claimers_on_32_ids() {
+                let store = $store;
+                common::forty_claimers_on_32_ids(&|| common::Store::registry(&store)).await;
+                common::Store::finish(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expiry_reclaims() {
+                let store = $store;
+                common::expiry_reclaims(&|| common::Store::lapsing(&store), &|| {
+                    common::Store::lapse(&store)
+                })
+                .await;
+                common::Store::finish(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn renewal_after_expiry_keeps_an_untaken_id() {
+                let store = $store;
+                common::renewal_after_expiry_keeps_an_untaken_id(
+                    &|| common::Store::lapsing(&store),
+                    &|| common::Store::lapse(&store),
+                )
+                .await;
+                common::Store::finish(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn released_id_is_reused() {
+                let store = $store;
+                common::released_id_is_reused(&|| common::Store::registry(&store)).await;
+                common::Store::finish(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn non_owner_is_lost() {
+                let store = $store;
+                common::non_owner_is_lost(&|| common::Store::registry(&store)).await;
+                common::Store::finish(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn high_water_never_goes_down() {
+                let store = $store;
+                common::high_water_never_goes_down(&|| common::Store::registry(&store)).await;
+                common::Store::finish(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn listing_shows_holders() {
+                let store = $store;
+                common::listing_shows_holders(&|| common::Store::lapsing(&store), &|| {
+                    common::Store::lapse(&store)
+                })
+                .await;
+                common::Store::finish(store).await;
+            }
+        }
+    };
+}
+pub(crate) use contract;
 
 pub fn request(namespace: &str, pool_size: u32, ttl: Duration) -> LeaseRequest {
     LeaseRequest::new(namespace, pool_size, ttl)
@@ -109,12 +199,7 @@ pub async fn wait_lapsed(reg: &dyn WorkerRegistry, req: &LeaseRequest, id: u32) 
 
 /// An expired lease is granted again, with a higher epoch and the earlier holder's mark; the
 /// earlier holder's renewal then fails.
-pub async fn expiry_reclaims(make: Factory<'_>) {
-    expiry_reclaims_with(make, &no_lapse).await;
-}
-
-/// [`expiry_reclaims`], the leases made to lapse by `lapse`.
-pub async fn expiry_reclaims_with(make: Factory<'_>, lapse: Lapse<'_>) {
+pub async fn expiry_reclaims(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("expiry");
     let first_req = request(&ns, 4, SHORT_TTL);
@@ -136,12 +221,7 @@ pub async fn expiry_reclaims_with(make: Factory<'_>, lapse: Lapse<'_>) {
 }
 
 /// A holder cut off past its expiry keeps its id if nobody took it meanwhile.
-pub async fn renewal_after_expiry_keeps_an_untaken_id(make: Factory<'_>) {
-    renewal_after_expiry_keeps_an_untaken_id_with(make, &no_lapse).await;
-}
-
-/// [`renewal_after_expiry_keeps_an_untaken_id`], the lease made to lapse by `lapse`.
-pub async fn renewal_after_expiry_keeps_an_untaken_id_with(make: Factory<'_>, lapse: Lapse<'_>) {
+pub async fn renewal_after_expiry_keeps_an_untaken_id(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("late");
     let req = request(&ns, 4, SHORT_TTL);
@@ -239,12 +319,7 @@ pub async fn high_water_never_goes_down(make: Factory<'_>) {
 
 /// The listing shows who holds which id, with epoch, expiry and mark; released ids stay listed
 /// without a holder, ids at or above the pool size and other namespaces are left out.
-pub async fn listing_shows_holders(make: Factory<'_>) {
-    listing_shows_holders_with(make, &no_lapse).await;
-}
-
-/// [`listing_shows_holders`], the short lease made to lapse by `lapse` before polling.
-pub async fn listing_shows_holders_with(make: Factory<'_>, lapse: Lapse<'_>) {
+pub async fn listing_shows_holders(make: Factory<'_>, lapse: Lapse<'_>) {
     let reg = make();
     let ns = unique("list");
     assert_eq!(reg.list(&request(&ns, 8, LONG_TTL)).await.unwrap(), []);
