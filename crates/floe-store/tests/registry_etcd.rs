@@ -149,3 +149,46 @@ async fn dead_and_hung_members_are_skipped_within_the_call_timeout() {
     }
     hole_task.abort();
 }
+
+/// A full `twitter` pool (1,024 held ids) is listed within the default call timeout, with the
+/// time each lease has left: the console's cluster view of a large cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_of_1024_is_listed_within_the_call_timeout() {
+    let p = Prefix::new();
+    let ns = unique("full");
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let reg = common::Store::registry(&p);
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..128 {
+                    let req = LeaseRequest::new(ns.clone(), 1_024, Duration::from_secs(60));
+                    ids.push(reg.acquire(&req).await.unwrap().id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in claimers {
+        ids.extend(c.await.unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..1_024).collect::<Vec<_>>());
+    let reg = registry(
+        etcd_endpoints(),
+        &p.0,
+        floe_store::registry::DEFAULT_CALL_TIMEOUT,
+    );
+    let slots = reg
+        .list(&LeaseRequest::new(ns, 1_024, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(slots.len(), 1_024);
+    for s in &slots {
+        assert!(s.held, "{s:?}");
+        let left = s.expires_in_ms.unwrap();
+        assert!(left > 0 && left <= 60_000, "{s:?}");
+    }
+}

@@ -39,6 +39,8 @@ use super::{bounded, Lease, LeaseRequest, RegistryError, WorkerRegistry, WorkerS
 pub const DEFAULT_PREFIX: &str = "/floe";
 /// Default endpoint: a local etcd.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+/// Time-to-live calls [`WorkerRegistry::list`] has in flight at once.
+const TTL_QUERIES_AT_ONCE: usize = 64;
 /// Pause before looking again when a lease lapsed between a read and its keep-alive: etcd
 /// deletes the lease's keys right after, and a claim waits for that.
 const LAPSE_RETRY: Duration = Duration::from_millis(50);
@@ -656,23 +658,43 @@ impl EtcdRegistry {
                 _ => {}
             }
         }
-        let mut slots = Vec::new();
-        for (id, rec) in records
+        let records: Vec<(u32, Record)> = records
             .into_iter()
             .filter(|(_, r)| r.grant.is_some())
             .take(MAX_LISTED)
-        {
-            let left_ms = match &rec.worker {
-                Some(w) => Some(
-                    client
-                        .lease_time_to_live(w.lease(), None)
-                        .await
-                        .map_err(|e| self.unavailable("reading a lease's time to live failed", e))?
-                        .ttl()
-                        .saturating_mul(1000),
-                ),
-                None => None,
-            };
+            .collect();
+        // One time-to-live call per held id, many at once: one after another, a pool of a
+        // thousand held ids would not fit in the call timeout.
+        let leases: BTreeSet<i64> = records
+            .iter()
+            .filter_map(|(_, r)| r.worker.as_ref().map(KeyValue::lease))
+            .collect();
+        let mut left: BTreeMap<i64, i64> = BTreeMap::new();
+        let leases: Vec<i64> = leases.into_iter().collect();
+        for chunk in leases.chunks(TTL_QUERIES_AT_ONCE) {
+            let mut calls = tokio::task::JoinSet::new();
+            for &lease in chunk {
+                let mut client = client.clone();
+                calls.spawn(async move { (lease, client.lease_time_to_live(lease, None).await) });
+            }
+            while let Some(done) = calls.join_next().await {
+                let (lease, ttl) = done.map_err(|e| RegistryError::Unavailable {
+                    store: self.shown.clone(),
+                    what: format!("reading a lease's time to live failed: {e}"),
+                    source: None,
+                })?;
+                let ttl = ttl
+                    .map_err(|e| self.unavailable("reading a lease's time to live failed", e))?
+                    .ttl();
+                left.insert(lease, ttl.saturating_mul(1000));
+            }
+        }
+        let mut slots = Vec::with_capacity(records.len());
+        for (id, rec) in records {
+            let left_ms = rec
+                .worker
+                .as_ref()
+                .and_then(|w| left.get(&w.lease()).copied());
             slots.push(WorkerSlot {
                 worker_id: id,
                 owner: rec
