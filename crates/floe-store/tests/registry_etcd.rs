@@ -192,3 +192,65 @@ async fn a_full_pool_of_1024_is_listed_within_the_call_timeout() {
         assert!(left > 0 && left <= 60_000, "{s:?}");
     }
 }
+
+/// With authentication enabled (on a cluster of the test's own), the configured user with a
+/// read-write role on the prefix gets, renews and releases an id; no user or a wrong password
+/// gets `Unavailable` naming the store, never an id.
+#[test]
+fn with_authentication_only_the_configured_user_gets_an_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = floe_testkit::EtcdCluster::start(tmp.path());
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "floe:floepw"],
+        &["role", "add", "floe-ids"],
+        &[
+            "role",
+            "grant-permission",
+            "floe-ids",
+            "--prefix=true",
+            "readwrite",
+            "/floeauth/",
+        ],
+        &["user", "grant-role", "floe", "floe-ids"],
+        &["auth", "enable"],
+    ] {
+        cluster
+            .ctl(args)
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
+    }
+    let config = |user: Option<(&str, &str)>| {
+        let c = EtcdConfig {
+            key_prefix: "/floeauth".into(),
+            user: user.map(|(u, p)| (u.to_string(), p.to_string())),
+            call_timeout: Duration::from_secs(3),
+            ..EtcdConfig::new(cluster.endpoints())
+        };
+        EtcdRegistry::new(&c).unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let req = LeaseRequest::new("auth", 4, Duration::from_secs(5));
+        let reg = config(Some(("floe", "floepw")));
+        let lease = reg.acquire(&req).await.unwrap();
+        assert_eq!(lease.id, 0);
+        reg.renew(&req, &lease, 7).await.unwrap();
+        reg.release(&req, &lease, 7).await.unwrap();
+        for (what, reg) in [
+            ("no user", config(None)),
+            ("a wrong password", config(Some(("floe", "nope")))),
+        ] {
+            match reg.acquire(&req).await {
+                Err(e @ floe_store::registry::RegistryError::Unavailable { .. }) => {
+                    let e = e.to_string();
+                    assert!(e.contains("etcd at"), "{what}: {e}");
+                    assert!(
+                        e.contains("check registry.user and registry.password"),
+                        "{what}: {e}"
+                    );
+                }
+                other => panic!("{what}: expected Unavailable, got {other:?}"),
+            }
+        }
+    });
+}

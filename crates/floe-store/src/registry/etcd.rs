@@ -189,7 +189,31 @@ impl EtcdRegistry {
         })
     }
 
+    /// An etcd failure as [`RegistryError::Unavailable`]; etcd's own words (`etcdserver: no
+    /// leader`, `etcdserver: permission denied`) go into the message, which is what the keeper
+    /// logs and `/readyz` shows, with a hint where the fix is the configuration.
     fn unavailable(&self, what: impl Into<String>, e: etcd_client::Error) -> RegistryError {
+        let mut what = what.into();
+        if let etcd_client::Error::GRpcStatus(status) = &e {
+            what = format!("{what}: {}", status.message());
+            // etcd's words for a refused user: "permission denied", "user name is empty",
+            // "authentication failed, invalid user ID or password", "invalid auth token".
+            let m = status.message();
+            if [
+                "permission denied",
+                "user name",
+                "authentication",
+                "auth token",
+            ]
+            .iter()
+            .any(|w| m.contains(w))
+            {
+                what = format!(
+                    "{what}; check registry.user and registry.password, and that the user's role may read and write keys under {}/",
+                    self.config.key_prefix
+                );
+            }
+        }
         RegistryError::unavailable(&self.shown, what, e)
     }
 
