@@ -254,3 +254,163 @@ fn with_authentication_only_the_configured_user_gets_an_id() {
         }
     });
 }
+
+/// Kills a child process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// etcd over TLS: a member of the test's own with a certificate signed by a CA the test makes.
+/// With that CA's file the registry leases, renews and releases an id; with another CA's file
+/// the connection is refused (`Unavailable`), and an https:// endpoint without a CA file is a
+/// configuration error before any I/O.
+#[test]
+fn over_tls_the_members_certificate_is_checked_against_the_ca_file() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl (./scripts/services installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for (key, pem, cn) in [
+        ("ca.key", "ca.pem", "floe-test-ca"),
+        ("other.key", "other.pem", "other-ca"),
+    ] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            pem,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "member.key",
+        "-out",
+        "member.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("member.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "member.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "member.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "member.ext",
+    ]);
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (client, peer) = (port(0), port(1));
+    let endpoint = format!("https://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let log = std::fs::File::create(d.join("etcd.log")).unwrap();
+    let _etcd = KillOnDrop(
+        Command::new("etcd")
+            .args(["--name", "tls", "--data-dir"])
+            .arg(d.join("data"))
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("tls={peer_url}")])
+            .arg("--cert-file")
+            .arg(d.join("member.pem"))
+            .arg("--key-file")
+            .arg(d.join("member.key"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (./scripts/services installs it)"),
+    );
+    let registry = |ca: &str| {
+        EtcdRegistry::new(&EtcdConfig {
+            key_prefix: "/floetls".into(),
+            tls: Some(floe_store::registry::EtcdTls {
+                ca_file: Some(d.join(ca).display().to_string()),
+                ..Default::default()
+            }),
+            call_timeout: Duration::from_secs(2),
+            ..EtcdConfig::new(vec![endpoint.clone()])
+        })
+        .unwrap()
+    };
+    let e = EtcdRegistry::new(&EtcdConfig::new(vec![endpoint.clone()])).unwrap_err();
+    assert!(e.to_string().contains("need the CA file"), "{e}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let req = LeaseRequest::new("tls", 4, Duration::from_secs(5));
+        let reg = registry("ca.pem");
+        // The member takes a moment to start: poll, with a deadline.
+        let lease = floe_testkit::eventually_async(
+            Duration::from_secs(30),
+            "the registry leases an id from etcd over TLS",
+            async || reg.acquire(&req).await.map_err(|e| e.to_string()),
+        )
+        .await;
+        assert_eq!(lease.id, 0);
+        reg.renew(&req, &lease, 9).await.unwrap();
+        reg.release(&req, &lease, 9).await.unwrap();
+        match registry("other.pem").acquire(&req).await {
+            Err(floe_store::registry::RegistryError::Unavailable { .. }) => {}
+            other => {
+                panic!("a member whose certificate another CA signed must be refused: {other:?}")
+            }
+        }
+    });
+}
