@@ -731,3 +731,56 @@ async fn leaf_admin_errors_name_the_input() {
     );
     hole.abort();
 }
+
+/// With digest `auth`, the nodes Floe creates carry the `creator_all` ACL: the same credentials
+/// lease, renew and release; a registry without them, or with other ones, cannot touch the
+/// namespace and gets `Unavailable` saying it is not authorized, never an id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_digest_auth_only_the_same_credentials_get_an_id() {
+    let root = Root::new().await;
+    let with = |auth: Option<&str>| {
+        ZookeeperRegistry::new(&ZookeeperConfig {
+            root: root.path.clone(),
+            auth: auth.map(str::to_string),
+            call_timeout: Duration::from_secs(5),
+            ..ZookeeperConfig::new(zookeeper())
+        })
+        .unwrap()
+    };
+    let ns = unique("auth");
+    let req = request(&ns, 4, Duration::from_secs(5));
+    let owner = with(Some("floe:secret"));
+    let lease = owner.acquire(&req).await.unwrap();
+    assert_eq!(lease.id, 0);
+    owner.renew(&req, &lease, 11).await.unwrap();
+    owner.release(&req, &lease, 11).await.unwrap();
+    let again = owner.acquire(&req).await.unwrap();
+    assert_eq!(again.previous_high_water_ms, Some(11));
+    for (what, reg) in [
+        ("no credentials", with(None)),
+        ("other credentials", with(Some("floe:wrong"))),
+    ] {
+        match reg.acquire(&request(&ns, 4, Duration::from_secs(5))).await {
+            Err(e @ RegistryError::Unavailable { .. }) => {
+                assert!(e.to_string().contains("not authorized"), "{what}: {e}");
+            }
+            other => panic!("{what}: expected Unavailable (not authorized), got {other:?}"),
+        }
+    }
+    owner.release(&req, &again, 12).await.unwrap();
+    // Only the same credentials may delete what they created (the root's cleanup has none).
+    let client = Client::connector()
+        .with_auth("digest", "floe:secret".as_bytes())
+        .connect(&zookeeper())
+        .await
+        .unwrap();
+    let base = format!("{}/{ns}", root.path);
+    for node in [
+        format!("{base}/ids/0"),
+        format!("{base}/ids"),
+        format!("{base}/workers"),
+        base.clone(),
+    ] {
+        client.delete(&node, None).await.unwrap();
+    }
+}
