@@ -29,36 +29,86 @@ pub struct EtcdCluster {
     members: Vec<Member>,
 }
 
-/// A port nobody listens on now (the OS picks it; a race with another process is unlikely and
-/// shows as a member that does not start).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// `n` distinct ports nobody listens on now: the listeners are held until all are picked, so
+/// the OS cannot hand one out twice. Another process may still take one before etcd binds it;
+/// [`EtcdCluster::start`] then starts over on new ports.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
+/// Times [`EtcdCluster::start`] picks new ports after a member could not start.
+const START_TRIES: usize = 3;
+
 impl EtcdCluster {
-    /// Starts the three members and waits until the cluster takes writes.
+    /// Starts the three members and waits until every one of them is up and the cluster takes
+    /// writes. A member that exits at once (its port was taken meanwhile) makes it start over
+    /// on new ports, up to [`START_TRIES`] times.
     #[track_caller]
     pub fn start(dir: &Path) -> EtcdCluster {
-        let members = (1..=3)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client: free_port(),
-                peer: free_port(),
-                child: None,
-            })
-            .collect();
-        let mut cluster = EtcdCluster {
-            dir: dir.to_path_buf(),
-            members,
-        };
-        for i in 0..3 {
-            cluster.spawn(i, "new");
+        let mut why = String::new();
+        for attempt in 0..START_TRIES {
+            let ports = free_ports(6);
+            let members = (0..3)
+                .map(|i| Member {
+                    name: format!("m{}", i + 1),
+                    client: ports[2 * i],
+                    peer: ports[2 * i + 1],
+                    child: None,
+                })
+                .collect();
+            let mut cluster = EtcdCluster {
+                dir: dir.join(format!("try{attempt}")),
+                members,
+            };
+            std::fs::create_dir_all(&cluster.dir).expect("etcd cluster dir");
+            for i in 0..3 {
+                cluster.spawn(i, "new");
+            }
+            match cluster.settle() {
+                Ok(()) => return cluster,
+                Err(e) => why = e,
+            }
         }
-        cluster.wait_writable();
-        cluster
+        panic!("the etcd cluster did not start in {START_TRIES} tries: {why}");
+    }
+
+    /// Waits until every running member answers and a write commits; `Err` at once if a member
+    /// process exited, with the end of its log.
+    fn settle(&mut self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            for m in &mut self.members {
+                if let Some(child) = &mut m.child {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let log = std::fs::read_to_string(self.dir.join(format!("{}.log", m.name)))
+                            .unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                        return Err(format!("member {} exited ({status}): {tail:?}", m.name));
+                    }
+                }
+            }
+            let live: Vec<String> = self
+                .members
+                .iter()
+                .filter(|m| m.child.is_some())
+                .map(|m| format!("127.0.0.1:{}", m.client))
+                .collect();
+            let healthy = self.etcdctl(&live, &["endpoint", "health"]).is_ok()
+                && self.ctl(&["put", "floe-test-probe", "ok"]).is_ok();
+            if healthy {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("not every member healthy within {SETTLE:?}"));
+            }
+            std::thread::sleep(crate::POLL);
+        }
     }
 
     fn spawn(&mut self, i: usize, state: &str) {
@@ -148,13 +198,13 @@ impl EtcdCluster {
         self.etcdctl(&live, args)
     }
 
-    /// Waits until a write through any running member commits (a leader is elected and a
-    /// quorum is up).
+    /// Waits until every running member answers and a write commits (a leader is elected and
+    /// a quorum is up); fails the test if a member exited.
     #[track_caller]
-    pub fn wait_writable(&self) {
-        eventually(SETTLE, "the etcd cluster takes writes", || {
-            self.ctl(&["put", "floe-test-probe", "ok"]).map(|_| ())
-        });
+    pub fn wait_writable(&mut self) {
+        if let Err(e) = self.settle() {
+            panic!("the etcd cluster does not settle: {e}");
+        }
     }
 
     /// The index of the current leader, as the members report it.
@@ -165,11 +215,14 @@ impl EtcdCluster {
                 if m.child.is_none() {
                     continue;
                 }
-                // Simple output: endpoint, id, version, db size, is leader, …
-                let out = self.etcdctl(
+                // Simple output: endpoint, id, version, db size, is leader, …; a member that
+                // does not answer is skipped, not the end of the search.
+                let Ok(out) = self.etcdctl(
                     &[format!("127.0.0.1:{}", m.client)],
                     &["endpoint", "status"],
-                )?;
+                ) else {
+                    continue;
+                };
                 if out.split(", ").nth(4) == Some("true") {
                     return Ok(i);
                 }
