@@ -414,3 +414,51 @@ fn over_tls_the_members_certificate_is_checked_against_the_ca_file() {
         }
     });
 }
+
+/// An acquire that committed but whose reply was lost (a member died after the commit) left the
+/// worker and grant keys with the request's owner on an etcd lease. The retry of that same
+/// request gets that id back, with the grant's revision as its epoch, instead of claiming a
+/// second id that would stay leased for nothing; another owner gets the next id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_acquire_finds_its_own_committed_claim() {
+    use etcd_client::{PutOptions, Txn, TxnOp};
+    let p = Prefix::new();
+    let reg = common::Store::registry(&p);
+    let req = LeaseRequest::new(unique("retry"), 4, Duration::from_secs(5));
+    let mut client = Client::connect(etcd_endpoints(), None).await.unwrap();
+    let base = format!("{}/{}", p.0, req.namespace);
+    // What the lost attempt committed, exactly as `acquire` writes it.
+    let etcd_lease = client.lease_grant(5, None).await.unwrap().id();
+    let committed = client
+        .txn(Txn::new().and_then(vec![
+            TxnOp::put(
+                format!("{base}/worker/0"),
+                req.owner.as_str(),
+                Some(PutOptions::new().with_lease(etcd_lease)),
+            ),
+            TxnOp::put(format!("{base}/grant/0"), req.owner.as_str(), None),
+        ]))
+        .await
+        .unwrap();
+    let revision = committed.header().unwrap().revision() as u64;
+    let lease = reg.acquire(&req).await.unwrap();
+    assert_eq!((lease.id, lease.epoch), (0, revision), "{lease:?}");
+    reg.renew(&req, &lease, 3).await.unwrap();
+    let other = reg
+        .acquire(&LeaseRequest::new(
+            req.namespace.clone(),
+            4,
+            Duration::from_secs(5),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(other.id, 1);
+    let held = client
+        .get(
+            format!("{base}/worker/"),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.count(), 2, "no id claimed twice by one request");
+}
