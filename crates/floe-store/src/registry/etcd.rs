@@ -129,7 +129,7 @@ fn mod_rev(kv: &Option<KeyValue>) -> i64 {
     kv.as_ref().map_or(0, KeyValue::mod_revision)
 }
 
-/// Compares two keys' revisions to 0 is how etcd says "absent" in a transaction.
+/// "The key does not exist", as a transaction compares it: an absent key's revisions are 0.
 fn absent(key: &str) -> Compare {
     Compare::create_revision(key, CompareOp::Equal, 0)
 }
@@ -449,6 +449,22 @@ impl EtcdRegistry {
         grant_ok && worker_ok
     }
 
+    /// The id's record, if it still shows `lease` as ours ([`Self::still_ours`]); `Lost` if not.
+    async fn ours(
+        &self,
+        client: &mut Client,
+        keys: &[String; 3],
+        req: &LeaseRequest,
+        lease: &Lease,
+    ) -> Result<Record, RegistryError> {
+        let rec = self.record(client, keys).await?;
+        if Self::still_ours(&rec, lease) {
+            Ok(rec)
+        } else {
+            Err(Self::lost(req, lease))
+        }
+    }
+
     async fn renew_once(
         &self,
         mut client: Client,
@@ -460,10 +476,7 @@ impl EtcdRegistry {
         let [worker, grant, hw] = &keys;
         let epoch = i64::try_from(lease.epoch).map_err(|_| Self::lost(req, lease))?;
         loop {
-            let rec = self.record(&mut client, &keys).await?;
-            if !Self::still_ours(&rec, lease) {
-                return Err(Self::lost(req, lease));
-            }
+            let rec = self.ours(&mut client, &keys, req, lease).await?;
             let stored = self.mark(&rec.hw)?;
             let raise = stored.is_none_or(|m| high_water_ms > m);
             let mark = stored.map_or(high_water_ms, |m| m.max(high_water_ms));
@@ -536,10 +549,7 @@ impl EtcdRegistry {
         let [worker, grant, hw] = &keys;
         let epoch = i64::try_from(lease.epoch).map_err(|_| Self::lost(req, lease))?;
         loop {
-            let rec = self.record(&mut client, &keys).await?;
-            if !Self::still_ours(&rec, lease) {
-                return Err(Self::lost(req, lease));
-            }
+            let rec = self.ours(&mut client, &keys, req, lease).await?;
             // The exact final mark: renewals may have stored one ahead of what was issued.
             let txn = Txn::new()
                 .when(vec![
