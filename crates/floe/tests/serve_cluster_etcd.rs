@@ -76,6 +76,13 @@ impl Load {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("load thread")
     }
+
+    /// Waits for the connection to break by itself (its node was killed), without asking the
+    /// thread to stop: a stop request could end it before it saw the broken connection.
+    /// Bounded by the connection's read timeout.
+    fn until_broken(self) -> Seen {
+        self.thread.join().expect("load thread")
+    }
 }
 
 /// The worker id a ready node leased.
@@ -131,7 +138,7 @@ fn floe_on_a_three_member_etcd_survives_its_leader_and_its_own_nodes_dying() {
     //    live in etcd, so it takes another id.
     let victim = 2;
     nodes[victim].kill9();
-    let dead = loads[victim].take().unwrap().finish();
+    let dead = loads[victim].take().unwrap().until_broken();
     assert!(dead.broken.is_some(), "the killed node's connection broke");
     finished.push(dead);
     nodes[victim] = Node::start(dirs[victim].path(), &env, None);
