@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::args::{Mode, Plan};
+use crate::pace::DueTimer;
 use crate::report::{ConnStats, ErrorKind};
 use crate::schedule::{Grant, Schedule, Watchdog};
 
@@ -78,13 +79,17 @@ async fn requests(
     let host = HeaderValue::from_str(&plan.target.to_string())
         .map_err(|e| (ErrorKind::Protocol, e.to_string()))?;
     let mut watchdog = Watchdog::new(plan.timeout);
+    let mut timer = DueTimer::new();
     loop {
         // Closed loop: sent now. Open loop: the instant it was due, which may have passed while the previous
         // request was out; latency counts from then.
         let sent = match schedule.claim(Instant::now(), 1) {
             Grant::Send { first_due, .. } => first_due,
             Grant::Wait(at) => {
-                tokio::time::sleep_until(at.into()).await;
+                timer
+                    .wait_until(at)
+                    .await
+                    .map_err(|e| (ErrorKind::Io, e.to_string()))?;
                 continue;
             }
             Grant::Done => return Ok(()),

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 mod args;
 mod check;
 mod http;
+mod pace;
 mod report;
 mod schedule;
 mod tcp;

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::args::{Mode, Plan, Protocol};
+use crate::pace::DueTimer;
 use crate::report::{ConnStats, ErrorKind};
 use crate::schedule::{Grant, Schedule, Watchdog};
 
@@ -56,6 +57,8 @@ struct Conn {
     watchdog: Watchdog,
     /// A deadline that never comes, for the `select!` branch that is disabled in the closed loop.
     far_future: Instant,
+    /// Open loop: wakes the connection when its next request falls due.
+    timer: DueTimer,
 }
 
 /// Why a connection stopped early: the kind to count and a message.
@@ -84,6 +87,7 @@ impl Conn {
             pipeline,
             watchdog: Watchdog::new(plan.timeout),
             far_future: Instant::now() + Duration::from_secs(86_400),
+            timer: DueTimer::new(),
         }
     }
 
@@ -102,7 +106,7 @@ impl Conn {
             if self.sent.is_empty() {
                 match next_due {
                     Some(at) => {
-                        tokio::time::sleep_until(at.into()).await;
+                        self.timer.wait_until(at).await.map_err(io_error)?;
                         continue;
                     }
                     None if !sending => return Ok(()),
@@ -122,7 +126,10 @@ impl Conn {
                 biased;
                 ready = self.stream.ready(interest) => ready.map_err(io_error)?,
                 () = self.watchdog.expired(oldest) => return Err(self.timed_out()),
-                () = tokio::time::sleep_until(due.into()), if next_due.is_some() => continue,
+                woke = self.timer.wait_until(due), if next_due.is_some() => {
+                    woke.map_err(io_error)?;
+                    continue;
+                }
             };
             if ready.is_writable() {
                 self.flush()?;

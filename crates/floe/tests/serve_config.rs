@@ -197,6 +197,16 @@ fn layered_configuration_and_genid_config_start() {
         serde_json::json!({"zone": 1, "dc": 2, "machine": 3})
     );
     assert_eq!(info["max_count"], 700);
+    // Unset: one worker per core (the clean environment has no TOKIO_WORKER_THREADS).
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(info["workers"], cores);
+    assert_eq!(floe.terminate(Duration::from_secs(15)).code(), Some(0));
+
+    // server.workers sets the runtime's worker threads, whatever the core count.
+    let data = dir.path().join("data-workers");
+    let mut floe = Floe::start(&data, &[], &[("FLOE_SERVER__WORKERS", "3")]);
+    let info = blocking::get(floe.http, "/v1/info").json();
+    assert_eq!(info["workers"], 3);
     assert_eq!(floe.terminate(Duration::from_secs(15)).code(), Some(0));
 
     // GenID's config.json as is: its port becomes the TCP port, its ids the identity.

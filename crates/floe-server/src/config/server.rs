@@ -34,6 +34,8 @@ const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Most connections either listener may be limited to.
 const MAX_CONNECTIONS_LIMIT: i64 = 1_000_000;
+/// Most worker threads `server.workers` may ask for.
+const MAX_WORKERS: i64 = 1_024;
 /// Most IDs `server.max_count` may allow per request.
 const MAX_COUNT_LIMIT: i64 = 1_000_000;
 /// Shortest idle timeout: below it a client between two requests is cut off.
@@ -69,6 +71,10 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// HTTP addresses (`host:port`) of other nodes, asked at start whether they share this identity.
     pub peers: Vec<String>,
+    /// Threads of the async runtime that serve every listener; `None`: one per core (tokio's
+    /// default, which `TOKIO_WORKER_THREADS` also sets). Fewer leave cores to a program that
+    /// shares the machine, e.g. a load generator: on 2 cores one worker halves the p99.
+    pub workers: Option<usize>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -88,6 +94,7 @@ impl fmt::Debug for ServerConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("peers", &self.peers)
+            .field("workers", &self.workers)
             .field("http", &self.http)
             .finish()
     }
@@ -120,6 +127,7 @@ pub(super) struct ServerBuilder {
     shutdown_timeout: Dur,
     admin_token: Text,
     peers: Option<List>,
+    workers: Int,
     http_header_timeout: Dur,
     http_body_timeout: Dur,
     http_idle_timeout: Dur,
@@ -178,6 +186,7 @@ impl ServerBuilder {
             )?,
             admin_token,
             peers,
+            workers: self.workers.within_opt("server.workers", 1..=MAX_WORKERS)?,
             http: HttpLimits {
                 header_timeout: self.http_header_timeout.within(
                     "server.http_header_timeout",

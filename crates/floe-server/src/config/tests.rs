@@ -39,6 +39,8 @@ fn defaults() {
     assert_eq!(c.server.max_count, 100_000);
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
     assert!(c.server.admin_token.is_none());
+    // Unset: tokio decides (one worker per core, or TOKIO_WORKER_THREADS).
+    assert_eq!(c.server.workers, None);
     let http = c.server.http;
     assert_eq!(http.header_timeout, Duration::from_secs(10));
     assert_eq!(http.body_timeout, Duration::from_secs(10));
@@ -236,6 +238,11 @@ fn every_bad_value_names_key_value_and_range() {
         (
             "[server]\nadmin_token = \"töken\"",
             &["server.admin_token = <redacted>", "ASCII"],
+        ),
+        ("[server]\nworkers = 0", &["server.workers = 0", "1..=1024"]),
+        (
+            "[server]\nworkers = \"all\"",
+            &["server.workers = \"all\"", "1..=1024"],
         ),
         (
             "[server]\nhttp_max_connections = 0",
@@ -505,6 +512,7 @@ fn typed_keys_accept_their_string_form() {
         &env(&[
             ("FLOE_SERVER__MAX_COUNT", "500"),
             ("FLOE_SERVER__MAX_CONNECTIONS", " 7 "),
+            ("FLOE_SERVER__WORKERS", "1"),
             ("FLOE_SNOWFLAKE__MACHINE_CLOCK", "yes"),
             ("FLOE_SEGMENT__REFILL_THRESHOLD", "0.25"),
             ("FLOE_SEGMENT__AUTO_CREATE", "on"),
@@ -515,6 +523,7 @@ fn typed_keys_accept_their_string_form() {
     .config;
     assert_eq!(c.server.max_count, 500);
     assert_eq!(c.server.max_connections, 7);
+    assert_eq!(c.server.workers, Some(1));
     assert!(c.snowflake.machine_clock);
     let seg = c.segment.unwrap();
     assert_eq!(seg.service.buffer.refill_threshold, 0.25);

@@ -282,6 +282,19 @@ impl Int {
         }
         N::try_from(n as i64).map_err(|_| invalid(key, n, allowed()))
     }
+
+    /// As [`Int::within`], for a key whose absence means "let something else decide": `None`.
+    pub(crate) fn within_opt<N: TryFrom<i64> + Default>(
+        &self,
+        key: &str,
+        range: RangeInclusive<i64>,
+    ) -> Result<Option<N>, ConfigError> {
+        match self {
+            Setting::Unset => Ok(None),
+            // Set, so the default is never returned.
+            _ => self.within(key, N::default(), range).map(Some),
+        }
+    }
 }
 
 impl Float {

@@ -411,6 +411,8 @@ pub(super) struct InfoBody {
     uptime_ms: u64,
     /// Floe's version.
     version: String,
+    /// Worker threads of the async runtime (`server.workers`, default one per core).
+    workers: usize,
 }
 
 /// `GET /v1/info`: identity, layout, capacity, lanes, clock, high-water mark, version.
@@ -469,6 +471,8 @@ pub(super) async fn info(State(node): State<Arc<Node>>) -> Result<Response, ApiE
         ready: ready.is_ok(),
         uptime_ms: node.started.elapsed().as_millis() as u64,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        // Asked of the runtime itself, so the figure is what runs, whoever set it.
+        workers: tokio::runtime::Handle::current().metrics().num_workers(),
     };
     Ok(axum::Json(body).into_response())
 }
