@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use floe_proto::{ClientCodec, Reply, Request, V2Request};
-use tokio::io::Interest;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -115,32 +115,44 @@ impl Conn {
                 }
             }
             self.flush()?;
-            let interest = if self.out.is_empty() {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
             let oldest = self.sent[0];
             let due = next_due.unwrap_or(self.far_future);
-            let ready = tokio::select! {
+            self.inb.reserve(READ_CHUNK);
+            // Reading through `AsyncRead` ends a wake-up at a short read: a readiness check followed by
+            // `try_read` until `WouldBlock` cost one more `recv` per wake-up (42 % of this tool's `recv`s, on
+            // every one of which the server's replies waited).
+            let (mut rd, wr) = self.stream.split();
+            let read = tokio::select! {
                 biased;
-                ready = self.stream.ready(interest) => ready.map_err(io_error)?,
+                read = rd.read_buf(&mut self.inb) => read.map_err(io_error)?,
+                writable = wr.writable(), if !self.out.is_empty() => {
+                    writable.map_err(io_error)?;
+                    self.flush()?;
+                    continue;
+                }
                 () = self.watchdog.expired(oldest) => return Err(self.timed_out()),
                 woke = self.timer.wait_until(due), if next_due.is_some() => {
                     woke.map_err(io_error)?;
                     continue;
                 }
             };
-            if ready.is_writable() {
-                self.flush()?;
+            if read == 0 {
+                return Err((
+                    ErrorKind::Closed,
+                    format!(
+                        "the server closed the connection with {} requests outstanding",
+                        self.sent.len()
+                    ),
+                ));
             }
-            if ready.is_readable() {
-                // The watchdog only fires while the loop waits, and a server that trickles bytes keeps the loop
-                // from waiting, so the oldest request is checked against the read's clock as well.
-                if let (Some(done), Some(&oldest)) = (self.read(stats)?, self.sent.front()) {
-                    if done.saturating_duration_since(oldest) >= self.watchdog.timeout() {
-                        return Err(self.timed_out());
-                    }
+            // Every reply completed by this read was complete when the read returned.
+            let done = Instant::now();
+            self.take_replies(stats, done)?;
+            // The watchdog only fires while the loop waits, and a server that trickles bytes keeps the loop from
+            // waiting, so the oldest request is checked against the read's clock as well.
+            if let Some(&oldest) = self.sent.front() {
+                if done.saturating_duration_since(oldest) >= self.watchdog.timeout() {
+                    return Err(self.timed_out());
                 }
             }
         }
@@ -183,25 +195,8 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads what is there and records every reply it completes; returns when the read ended, if it read.
-    fn read(&mut self, stats: &mut ConnStats) -> Result<Option<Instant>, Broken> {
-        self.inb.reserve(READ_CHUNK);
-        match self.stream.try_read_buf(&mut self.inb) {
-            Ok(0) => {
-                return Err((
-                    ErrorKind::Closed,
-                    format!(
-                        "the server closed the connection with {} requests outstanding",
-                        self.sent.len()
-                    ),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(io_error(e)),
-        }
-        // Every reply completed by this read was complete when the read returned.
-        let done = Instant::now();
+    /// Records every reply that the bytes read so far complete, as done at `done`.
+    fn take_replies(&mut self, stats: &mut ConnStats, done: Instant) -> Result<(), Broken> {
         while let Some(reply) = self
             .codec
             .decode(&mut self.inb)
@@ -224,7 +219,7 @@ impl Conn {
                 }
             }
         }
-        Ok(Some(done))
+        Ok(())
     }
 }
 
