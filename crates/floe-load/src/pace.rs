@@ -68,7 +68,12 @@ mod linux {
                 // re-arming reset) clears the readiness and the loop waits again.
                 let mut count = [0u8; 8];
                 match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut count)?)) {
-                    Ok(Ok(_)) => {}
+                    // Fired, and a one-shot timer fires no more until re-armed: clear the readiness now rather
+                    // than learn it from one more `read` at the next wait.
+                    Ok(Ok(_)) => {
+                        guard.clear_ready();
+                        self.armed = None;
+                    }
                     Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Ok(Err(e)) => return Err(e),
                     Err(_would_block) => {}
