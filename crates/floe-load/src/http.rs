@@ -35,6 +35,7 @@ type Broken = (ErrorKind, String);
 /// Runs one connection until the schedule stops, or until it breaks.
 pub(crate) async fn drive(
     stream: TcpStream,
+    index: u32,
     plan: &Plan,
     schedule: &Schedule,
     stats: &mut ConnStats,
@@ -49,7 +50,7 @@ pub(crate) async fn drive(
     };
     let outcome = {
         let mut connection = pin!(connection);
-        let mut work = pin!(requests(&mut sender, plan, schedule, stats));
+        let mut work = pin!(requests(&mut sender, index, plan, schedule, stats));
         tokio::select! {
             outcome = &mut work => outcome,
             // The connection ended on its own (the server closed it); the request in flight, if any, now fails.
@@ -64,6 +65,7 @@ pub(crate) async fn drive(
 
 async fn requests(
     sender: &mut SendRequest<Empty<Bytes>>,
+    index: u32,
     plan: &Plan,
     schedule: &Schedule,
     stats: &mut ConnStats,
@@ -83,13 +85,10 @@ async fn requests(
     loop {
         // Closed loop: sent now. Open loop: the instant it was due, which may have passed while the previous
         // request was out; latency counts from then.
-        let sent = match schedule.claim(Instant::now(), 1) {
+        let sent = match schedule.claim(Instant::now(), 1, index) {
             Grant::Send { first_due, .. } => first_due,
             Grant::Wait(at) => {
-                timer
-                    .wait_until(at)
-                    .await
-                    .map_err(|e| (ErrorKind::Io, e.to_string()))?;
+                timer.wait_until(at).await;
                 continue;
             }
             Grant::Done => return Ok(()),

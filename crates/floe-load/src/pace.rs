@@ -8,7 +8,8 @@
 //! On Linux the timer is a `timerfd` registered with the runtime's reactor, so the worker that is parked in
 //! `epoll_wait` is woken by the kernel at the instant itself: no extra thread, no cross-thread wake-up (a pacer
 //! thread that woke tasks was tried and took the CPU the server needs on two cores). A connection that is behind the
-//! schedule never waits on it: the timer is only for one that has caught up. Elsewhere the tokio timer is used.
+//! schedule never waits on it: the timer is only for one that has caught up. Elsewhere, or when no descriptor is left
+//! for it, the tokio timer is used.
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::DueTimer;
@@ -35,6 +36,9 @@ mod linux {
         fd: Option<AsyncFd<OwnedFd>>,
         /// The deadline the timer is armed for, if any.
         armed: Option<Instant>,
+        /// The timer failed (no descriptor left under `RLIMIT_NOFILE`, most likely): wait on tokio's instead, so
+        /// the run goes on with millisecond pacing rather than breaking the connection.
+        fallback: bool,
     }
 
     impl DueTimer {
@@ -45,7 +49,15 @@ mod linux {
 
         /// Completes at `at` (at once if it has passed). Cancel-safe: dropped before it fires, the timer stays
         /// armed, and the next call for the same instant does not re-arm it.
-        pub(crate) async fn wait_until(&mut self, at: Instant) -> io::Result<()> {
+        pub(crate) async fn wait_until(&mut self, at: Instant) {
+            if !self.fallback && self.wait_on_timerfd(at).await.is_ok() {
+                return;
+            }
+            self.fallback = true;
+            tokio::time::sleep_until(at.into()).await;
+        }
+
+        async fn wait_on_timerfd(&mut self, at: Instant) -> io::Result<()> {
             loop {
                 let now = Instant::now();
                 if now >= at {
@@ -64,8 +76,7 @@ mod linux {
                     self.armed = Some(at);
                 }
                 let mut guard = fd.readable().await?;
-                // Consume the expiration count; `WouldBlock` (a readiness left from an earlier arming, which
-                // re-arming reset) clears the readiness and the loop waits again.
+                // Consume the expiration count.
                 let mut count = [0u8; 8];
                 match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut count)?)) {
                     // Fired, and a one-shot timer fires no more until re-armed: clear the readiness now rather
@@ -74,8 +85,8 @@ mod linux {
                         guard.clear_ready();
                         self.armed = None;
                     }
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Ok(Err(e)) => return Err(e),
+                    // Not fired (a readiness left from an earlier arming): `try_io` cleared it.
                     Err(_would_block) => {}
                 }
             }
@@ -118,7 +129,6 @@ mod linux {
 
 #[cfg(not(target_os = "linux"))]
 mod portable {
-    use std::io;
     use std::time::Instant;
 
     /// tokio's timer (1 ms resolution) where no `timerfd` is available.
@@ -130,9 +140,8 @@ mod portable {
             DueTimer
         }
 
-        pub(crate) async fn wait_until(&mut self, due: Instant) -> io::Result<()> {
+        pub(crate) async fn wait_until(&mut self, due: Instant) {
             tokio::time::sleep_until(due.into()).await;
-            Ok(())
         }
     }
 }
@@ -149,7 +158,7 @@ mod tests {
         // Including an instant already past (0) and ones shorter than tokio's millisecond.
         for wait in [0, 30, 300, 1_300] {
             let due = Instant::now() + Duration::from_micros(wait);
-            timer.wait_until(due).await.unwrap();
+            timer.wait_until(due).await;
             let woke = Instant::now();
             assert!(woke >= due, "woke {:?} before the due instant", due - woke);
         }
@@ -165,7 +174,7 @@ mod tests {
             () = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
         let due = Instant::now() + Duration::from_millis(1);
-        timer.wait_until(due).await.unwrap();
+        timer.wait_until(due).await;
         assert!(Instant::now() >= due);
         assert!(Instant::now() < far);
     }

@@ -26,11 +26,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Runs one connection until the schedule stops and every reply is in, or until it breaks.
 pub(crate) async fn drive(
     stream: TcpStream,
+    index: u32,
     plan: &Plan,
     schedule: &Schedule,
     stats: &mut ConnStats,
 ) {
-    let mut conn = Conn::new(stream, plan);
+    let mut conn = Conn::new(stream, plan, index);
     if let Err((kind, message)) = conn.run(schedule, stats).await {
         stats.broke(kind, &message, conn.sent.len());
     }
@@ -59,13 +60,15 @@ struct Conn {
     far_future: Instant,
     /// Open loop: wakes the connection when its next request falls due.
     timer: DueTimer,
+    /// This connection's number in the run (0-based), which spreads the open loop's wake-ups.
+    index: u32,
 }
 
 /// Why a connection stopped early: the kind to count and a message.
 type Broken = (ErrorKind, String);
 
 impl Conn {
-    fn new(stream: TcpStream, plan: &Plan) -> Conn {
+    fn new(stream: TcpStream, plan: &Plan, index: u32) -> Conn {
         let batch = plan.batch;
         let request = match (plan.protocol, &plan.mode) {
             (Protocol::V1, _) if batch == 1 => Request::V1Single,
@@ -88,6 +91,7 @@ impl Conn {
             watchdog: Watchdog::new(plan.timeout),
             far_future: Instant::now() + Duration::from_secs(86_400),
             timer: DueTimer::new(),
+            index,
         }
     }
 
@@ -106,7 +110,7 @@ impl Conn {
             if self.sent.is_empty() {
                 match next_due {
                     Some(at) => {
-                        self.timer.wait_until(at).await.map_err(io_error)?;
+                        self.timer.wait_until(at).await;
                         continue;
                     }
                     None if !sending => return Ok(()),
@@ -131,10 +135,7 @@ impl Conn {
                     continue;
                 }
                 () = self.watchdog.expired(oldest) => return Err(self.timed_out()),
-                woke = self.timer.wait_until(due), if next_due.is_some() => {
-                    woke.map_err(io_error)?;
-                    continue;
-                }
+                () = self.timer.wait_until(due), if next_due.is_some() => continue,
             };
             if read == 0 {
                 return Err((
@@ -169,7 +170,7 @@ impl Conn {
         let now = Instant::now();
         // The pipeline is at most 1024, so the cast cannot lose bits.
         let room = (self.pipeline - self.sent.len()) as u32;
-        let grant = schedule.claim(now, room);
+        let grant = schedule.claim(now, room, self.index);
         for due in grant.due() {
             if let Request::V2(req) = &mut self.request {
                 req.req_id = self.next_req_id;

@@ -205,8 +205,9 @@ fn layered_configuration_and_genid_config_start() {
     // server.workers sets the runtime's worker threads, whatever the core count.
     let data = dir.path().join("data-workers");
     let mut floe = Floe::start(&data, &[], &[("FLOE_SERVER__WORKERS", "3")]);
-    let info = blocking::get(floe.http, "/v1/info").json();
-    assert_eq!(info["workers"], 3);
+    let r = blocking::get(floe.http, "/v1/info");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["workers"], 3);
     assert_eq!(floe.terminate(Duration::from_secs(15)).code(), Some(0));
 
     // GenID's config.json as is: its port becomes the TCP port, its ids the identity.
