@@ -35,7 +35,6 @@ type Broken = (ErrorKind, String);
 /// Runs one connection until the schedule stops, or until it breaks.
 pub(crate) async fn drive(
     stream: TcpStream,
-    index: u32,
     plan: &Plan,
     schedule: &Schedule,
     stats: &mut ConnStats,
@@ -50,7 +49,7 @@ pub(crate) async fn drive(
     };
     let outcome = {
         let mut connection = pin!(connection);
-        let mut work = pin!(requests(&mut sender, index, plan, schedule, stats));
+        let mut work = pin!(requests(&mut sender, plan, schedule, stats));
         tokio::select! {
             outcome = &mut work => outcome,
             // The connection ended on its own (the server closed it); the request in flight, if any, now fails.
@@ -65,7 +64,6 @@ pub(crate) async fn drive(
 
 async fn requests(
     sender: &mut SendRequest<Empty<Bytes>>,
-    index: u32,
     plan: &Plan,
     schedule: &Schedule,
     stats: &mut ConnStats,
@@ -85,7 +83,7 @@ async fn requests(
     loop {
         // Closed loop: sent now. Open loop: the instant it was due, which may have passed while the previous
         // request was out; latency counts from then.
-        let sent = match schedule.claim(Instant::now(), 1, index) {
+        let sent = match schedule.claim(Instant::now(), 1) {
             Grant::Send { first_due, .. } => first_due,
             Grant::Wait(at) => {
                 timer.wait_until(at).await;

@@ -109,16 +109,16 @@ pub async fn run(plan: Plan) -> Result<Report, LoadError> {
     let plan = Arc::new(plan);
     let schedule = Arc::new(Schedule::new(Instant::now(), &plan));
     let mut tasks = JoinSet::new();
-    for (index, stream) in (0u32..).zip(streams) {
+    for stream in streams {
         let plan = Arc::clone(&plan);
         let schedule = Arc::clone(&schedule);
         tasks.spawn(async move {
             let mut stats = ConnStats::new(&plan, schedule.measure_start());
             match plan.protocol {
                 Protocol::V1 | Protocol::V2 => {
-                    tcp::drive(stream, index, &plan, &schedule, &mut stats).await
+                    tcp::drive(stream, &plan, &schedule, &mut stats).await
                 }
-                Protocol::Http => http::drive(stream, index, &plan, &schedule, &mut stats).await,
+                Protocol::Http => http::drive(stream, &plan, &schedule, &mut stats).await,
             }
             stats
         });

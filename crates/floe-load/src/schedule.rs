@@ -36,8 +36,6 @@ pub(crate) struct Schedule {
     claimed: AtomicU64,
     /// Open loop: nanoseconds between due instants (`1e9 / rate`); `None` for the closed loop.
     interval_ns: Option<f64>,
-    /// Connections sharing the schedule (at least 1).
-    connections: u64,
 }
 
 /// What a connection may do now.
@@ -84,7 +82,6 @@ impl Schedule {
             limit: plan.requests,
             claimed: AtomicU64::new(0),
             interval_ns: plan.rate.map(|r| 1e9 / r as f64),
-            connections: u64::from(plan.connections.max(1)),
         }
     }
 
@@ -93,10 +90,10 @@ impl Schedule {
         self.measure_start
     }
 
-    /// What connection number `conn` (0-based), with room for `want` more requests, may do at `now`.
-    pub(crate) fn claim(&self, now: Instant, want: u32, conn: u32) -> Grant {
+    /// What a connection with room for `want` more requests may do at `now`.
+    pub(crate) fn claim(&self, now: Instant, want: u32) -> Grant {
         if let Some(interval) = self.interval_ns {
-            return self.claim_due(now, want, conn, interval);
+            return self.claim_due(now, want, interval);
         }
         let send = |count: u32| {
             if count == 0 {
@@ -147,12 +144,7 @@ impl Schedule {
     }
 
     /// Open loop: hands out the requests due by `now`, oldest first, at most `want`.
-    ///
-    /// A connection with nothing due waits for the next request of its own share, every N-th request of the run
-    /// (those numbered `conn` mod N), while still taking every due request when it wakes. Told to wait for the very
-    /// next request, every idle connection would wake for each one and all but one find nothing: N wake-ups per
-    /// request, each a trip through the hypervisor on a virtual machine.
-    fn claim_due(&self, now: Instant, want: u32, conn: u32, interval_ns: f64) -> Grant {
+    fn claim_due(&self, now: Instant, want: u32, interval_ns: f64) -> Grant {
         let end = self.end(interval_ns);
         // Requests 0..=due_now are due (request 0 at `start`).
         let due_now =
@@ -163,12 +155,7 @@ impl Schedule {
                 return Grant::Done;
             }
             if next >= due_now {
-                let n = self.connections;
-                let own = next + (u64::from(conn) % n + n - next % n) % n;
-                // Past the end, this connection's share is used up: wait for the next request after all, so a busy
-                // owner of the last ones does not leave them unsent.
-                let wake = if own < end { own } else { next };
-                return Grant::Wait(self.due_at(wake, interval_ns));
+                return Grant::Wait(self.due_at(next, interval_ns));
             }
             let count = u64::from(want).min(due_now - next).min(end - next);
             // Relaxed: the counter only hands out numbers; the due instants are computed from them.
@@ -268,8 +255,6 @@ mod tests {
     fn open_plan(rate: u64, duration: Duration, requests: Option<u64>) -> Plan {
         let mut plan = Plan::new(Protocol::V1, "127.0.0.1:3778".parse().unwrap());
         plan.rate = Some(rate);
-        // One connection, so every wait is for the very next request.
-        plan.connections = 1;
         plan.duration = duration;
         plan.requests = requests;
         plan
@@ -287,46 +272,17 @@ mod tests {
         // At t0 + 2.5 ms requests 0, 1 and 2 are due; a connection with room for 10 gets those three.
         let at = t0 + Duration::from_micros(2_500);
         let ms = Duration::from_millis(1);
-        assert_eq!(dues(s.claim(at, 10, 0)), vec![t0, t0 + ms, t0 + 2 * ms]);
+        assert_eq!(dues(s.claim(at, 10)), vec![t0, t0 + ms, t0 + 2 * ms]);
         // Nothing more is due: wait for request 3.
-        assert_eq!(s.claim(at, 10, 0), Grant::Wait(t0 + 3 * ms));
+        assert_eq!(s.claim(at, 10), Grant::Wait(t0 + 3 * ms));
         // Late by 4 ms: the four due requests keep their due instants (latency counts from them), and room
         // limits the grant.
         let late = t0 + Duration::from_micros(6_900);
-        assert_eq!(dues(s.claim(late, 2, 0)), vec![t0 + 3 * ms, t0 + 4 * ms]);
-        assert_eq!(dues(s.claim(late, 10, 0)), vec![t0 + 5 * ms, t0 + 6 * ms]);
+        assert_eq!(dues(s.claim(late, 2)), vec![t0 + 3 * ms, t0 + 4 * ms]);
+        assert_eq!(dues(s.claim(late, 10)), vec![t0 + 5 * ms, t0 + 6 * ms]);
         // The run's 1,000 requests end before t0 + 1 s; after it, done.
-        assert_eq!(s.claim(t0 + Duration::from_secs(1), 10, 0), Grant::Done);
+        assert_eq!(s.claim(t0 + Duration::from_secs(1), 10), Grant::Done);
         assert_eq!(s.missed(), Some(1_000 - 7));
-    }
-
-    #[test]
-    fn idle_connections_wait_for_their_own_share_of_the_schedule() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis(1);
-        // 1,000/s over 4 connections: request k is due at t0 + k ms.
-        let mut plan = open_plan(1_000, Duration::from_secs(1), None);
-        plan.connections = 4;
-        let s = Schedule::new(t0, &plan);
-        let at = t0 + Duration::from_micros(2_500);
-        assert_eq!(s.claim(at, 10, 0).due().count(), 3);
-        // Request 3 is next: connection 3 wakes for it, connections 0, 1, 2 for requests 4, 5, 6, so one
-        // connection wakes per request instead of four.
-        assert_eq!(s.claim(at, 10, 3), Grant::Wait(t0 + 3 * ms));
-        assert_eq!(s.claim(at, 10, 0), Grant::Wait(t0 + 4 * ms));
-        assert_eq!(s.claim(at, 10, 1), Grant::Wait(t0 + 5 * ms));
-        assert_eq!(s.claim(at, 10, 2), Grant::Wait(t0 + 6 * ms));
-        // Whoever wakes takes every due request, its own share or not, with their due instants.
-        let late = t0 + Duration::from_micros(5_100);
-        assert_eq!(
-            dues(s.claim(late, 10, 1)),
-            vec![t0 + 3 * ms, t0 + 4 * ms, t0 + 5 * ms]
-        );
-        // Near the end a connection whose share is used up waits for the next request itself.
-        let end = t0 + Duration::from_micros(998_500);
-        assert_eq!(s.claim(end, 1_000, 2).due().count(), 999 - 6);
-        assert_eq!(s.claim(end, 10, 2), Grant::Wait(t0 + 999 * ms));
-        assert_eq!(s.claim(end, 10, 3), Grant::Wait(t0 + 999 * ms));
     }
 
     #[test]
@@ -334,8 +290,8 @@ mod tests {
         let t0 = Instant::now();
         let s = Schedule::new(t0, &open_plan(1_000, Duration::from_secs(60), Some(5)));
         let late = t0 + Duration::from_millis(100);
-        assert_eq!(s.claim(late, 1024, 0).due().count(), 5);
-        assert_eq!(s.claim(late, 1024, 0), Grant::Done);
+        assert_eq!(s.claim(late, 1024).due().count(), 5);
+        assert_eq!(s.claim(late, 1024), Grant::Done);
         assert!(s.budget_spent());
         assert_eq!(s.missed(), Some(0));
     }
@@ -347,9 +303,9 @@ mod tests {
         plan.rate = None;
         let s = Schedule::new(t0, &plan);
         let now = t0 + Duration::from_millis(1);
-        assert_eq!(dues(s.claim(now, 2, 0)), vec![now, now]);
-        assert_eq!(dues(s.claim(now, 2, 0)), vec![now]);
-        assert_eq!(s.claim(now, 2, 0), Grant::Done);
+        assert_eq!(dues(s.claim(now, 2)), vec![now, now]);
+        assert_eq!(dues(s.claim(now, 2)), vec![now]);
+        assert_eq!(s.claim(now, 2), Grant::Done);
         assert_eq!(s.missed(), None);
     }
 }

@@ -26,12 +26,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Runs one connection until the schedule stops and every reply is in, or until it breaks.
 pub(crate) async fn drive(
     stream: TcpStream,
-    index: u32,
     plan: &Plan,
     schedule: &Schedule,
     stats: &mut ConnStats,
 ) {
-    let mut conn = Conn::new(stream, plan, index);
+    let mut conn = Conn::new(stream, plan);
     if let Err((kind, message)) = conn.run(schedule, stats).await {
         stats.broke(kind, &message, conn.sent.len());
     }
@@ -60,15 +59,13 @@ struct Conn {
     far_future: Instant,
     /// Open loop: wakes the connection when its next request falls due.
     timer: DueTimer,
-    /// This connection's number in the run (0-based), which spreads the open loop's wake-ups.
-    index: u32,
 }
 
 /// Why a connection stopped early: the kind to count and a message.
 type Broken = (ErrorKind, String);
 
 impl Conn {
-    fn new(stream: TcpStream, plan: &Plan, index: u32) -> Conn {
+    fn new(stream: TcpStream, plan: &Plan) -> Conn {
         let batch = plan.batch;
         let request = match (plan.protocol, &plan.mode) {
             (Protocol::V1, _) if batch == 1 => Request::V1Single,
@@ -91,7 +88,6 @@ impl Conn {
             watchdog: Watchdog::new(plan.timeout),
             far_future: Instant::now() + Duration::from_secs(86_400),
             timer: DueTimer::new(),
-            index,
         }
     }
 
@@ -170,7 +166,7 @@ impl Conn {
         let now = Instant::now();
         // The pipeline is at most 1024, so the cast cannot lose bits.
         let room = (self.pipeline - self.sent.len()) as u32;
-        let grant = schedule.claim(now, room, self.index);
+        let grant = schedule.claim(now, room);
         for due in grant.due() {
             if let Request::V2(req) = &mut self.request {
                 req.req_id = self.next_req_id;
