@@ -57,6 +57,12 @@ mod linux {
             tokio::time::sleep_until(at.into()).await;
         }
 
+        /// Whether the timer gave up on its `timerfd` and waits on tokio's.
+        #[cfg(test)]
+        pub(crate) fn fell_back(&self) -> bool {
+            self.fallback
+        }
+
         async fn wait_on_timerfd(&mut self, at: Instant) -> io::Result<()> {
             loop {
                 let now = Instant::now();
@@ -148,12 +154,18 @@ mod portable {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
     use super::*;
 
+    /// Held by every test here: one of them lowers the process's descriptor limit, under which the others could not
+    /// open their timers (or their runtime's).
+    static DESCRIPTORS: Mutex<()> = Mutex::new(());
+
     #[tokio::test]
     async fn the_timer_never_fires_before_the_due_instant() {
+        let _one = DESCRIPTORS.lock().unwrap_or_else(|e| e.into_inner());
         let mut timer = DueTimer::new();
         // Including an instant already past (0) and ones shorter than tokio's millisecond.
         for wait in [0, 30, 300, 1_300] {
@@ -166,6 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_leaves_the_timer_usable() {
+        let _one = DESCRIPTORS.lock().unwrap_or_else(|e| e.into_inner());
         let mut timer = DueTimer::new();
         let far = Instant::now() + Duration::from_secs(5);
         // Dropped before it fires, as a `select!` branch that lost.
@@ -177,5 +190,40 @@ mod tests {
         timer.wait_until(due).await;
         assert!(Instant::now() >= due);
         assert!(Instant::now() < far);
+    }
+
+    /// With no descriptor left for a `timerfd` (the soft `RLIMIT_NOFILE` reached), the wait still ends at its
+    /// instant, on tokio's timer, instead of failing the connection.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn without_a_descriptor_the_timer_falls_back_to_tokios() {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+        let _one = DESCRIPTORS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timer = DueTimer::new();
+        let limit = getrlimit(Resource::Nofile);
+        // A soft limit of 0: descriptors already open stay usable, no new one can be opened.
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(0),
+                maximum: limit.maximum,
+            },
+        )
+        .unwrap();
+        let due = Instant::now() + Duration::from_millis(3);
+        timer.wait_until(due).await;
+        let woke = Instant::now();
+        setrlimit(Resource::Nofile, limit).unwrap();
+        assert!(woke >= due, "woke {:?} early", due - woke);
+        assert!(
+            timer.fell_back(),
+            "the timerfd was opened under a limit of 0"
+        );
+        // It stays on tokio's timer rather than trying the descriptor again on every wait.
+        let due = Instant::now() + Duration::from_millis(1);
+        timer.wait_until(due).await;
+        assert!(Instant::now() >= due);
+        assert!(timer.fell_back());
     }
 }

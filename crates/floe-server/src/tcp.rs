@@ -32,7 +32,7 @@ use floe_proto::{
     number_body_bound, Op, ProtoError, Request, ServerCodec, Status, V2Request, MAX_MESSAGE_LEN,
     V1_CMD_BATCH, V1_CMD_SINGLE, V2_MAGIC, V2_REPLY_HEADER_LEN,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
@@ -298,15 +298,10 @@ impl Connection {
                 .min()
                 .unwrap_or(now + idle);
             self.make_room();
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Close::Shutdown,
-                read = timeout_at(deadline, Self::read_or_writable(&mut self.stream, &mut self.rbuf, interest)) => match read {
+                read = timeout_at(deadline, Self::read_or_writable(&mut self.stream, &mut self.rbuf, pending)) => match read {
                     Ok(Ok(Some(0))) => return Close::Eof,
                     // Read something, or (replies pending) the socket can take output, which the top of
                     // the loop writes.
@@ -531,30 +526,24 @@ impl Connection {
         let _ = encode_v2_error(req_id, status, message, &mut self.wbuf);
     }
 
-    /// Waits for input and reads it (`Some(bytes read)`, 0 at the client's end of input), or, when
-    /// `interest` includes writable, also returns `None` once the socket can take output.
+    /// Waits for input and reads it (`Some(bytes read)`, 0 at the client's end of input), or, with
+    /// replies `pending`, returns `None` once the socket can take output.
     ///
-    /// Without pending output the read goes through `AsyncRead`, which on Linux takes a short read
-    /// as "drained" and waits for the next readiness event instead of trying again: with a
-    /// readiness check and `try_read`, every wake-up ended in one more `recv` that returned
-    /// `EAGAIN` (35,080 `recvfrom` for 21,695 `sendto` at 100,000 requests/s). Cancel-safe: a
-    /// read that loses the `select!` has read nothing.
+    /// The read goes through `AsyncRead`, which on Linux takes a short read as "drained" and waits
+    /// for the next readiness event instead of trying again: with a readiness check and
+    /// `try_read`, every wake-up ended in one more `recv` that returned `EAGAIN` (35,080
+    /// `recvfrom` for 21,695 `sendto` at 100,000 requests/s). Cancel-safe: a read that loses
+    /// the `select!` has read nothing.
     async fn read_or_writable(
         stream: &mut TcpStream,
         rbuf: &mut BytesMut,
-        interest: Interest,
+        pending: bool,
     ) -> std::io::Result<Option<usize>> {
-        if !interest.is_writable() {
-            return stream.read_buf(rbuf).await.map(Some);
-        }
-        let ready = stream.ready(interest).await?;
-        if !(ready.is_readable() || ready.is_read_closed()) {
-            return Ok(None);
-        }
-        match stream.try_read_buf(rbuf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+        let (mut rd, wr) = stream.split();
+        tokio::select! {
+            biased;
+            read = rd.read_buf(rbuf) => read.map(Some),
+            writable = wr.writable(), if pending => writable.map(|()| None),
         }
     }
 
