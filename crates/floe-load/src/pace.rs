@@ -154,18 +154,19 @@ mod portable {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::time::{Duration, Instant};
+
+    use tokio::sync::Mutex;
 
     use super::*;
 
     /// Held by every test here: one of them lowers the process's descriptor limit, under which the others could not
     /// open their timers (or their runtime's).
-    static DESCRIPTORS: Mutex<()> = Mutex::new(());
+    static DESCRIPTORS: Mutex<()> = Mutex::const_new(());
 
     #[tokio::test]
     async fn the_timer_never_fires_before_the_due_instant() {
-        let _one = DESCRIPTORS.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = DESCRIPTORS.lock().await;
         let mut timer = DueTimer::new();
         // Including an instant already past (0) and ones shorter than tokio's millisecond.
         for wait in [0, 30, 300, 1_300] {
@@ -178,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_leaves_the_timer_usable() {
-        let _one = DESCRIPTORS.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = DESCRIPTORS.lock().await;
         let mut timer = DueTimer::new();
         let far = Instant::now() + Duration::from_secs(5);
         // Dropped before it fires, as a `select!` branch that lost.
@@ -199,7 +200,7 @@ mod tests {
     async fn without_a_descriptor_the_timer_falls_back_to_tokios() {
         use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
-        let _one = DESCRIPTORS.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = DESCRIPTORS.lock().await;
         let mut timer = DueTimer::new();
         let limit = getrlimit(Resource::Nofile);
         // A soft limit of 0: descriptors already open stay usable, no new one can be opened.
